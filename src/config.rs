@@ -1,0 +1,524 @@
+//! The experiment config: TOML tables `[task]`, `[model]`, `[train]`, `[eval]`, `[output]`.
+//!
+//! Unknown keys are errors that name the key, the file and the nearest valid key. `--set a.b=v`
+//! overrides any key before validation, so overrides get the same checks as the file.
+//! `resolve` fills every default (some depend on the model kind) so the run directory's
+//! `config.toml` states exactly what ran.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The default experiment, compiled in so `nfield` with no arguments works from anywhere.
+pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub task: TaskConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// `image` (SDF and radiance-field tasks come later).
+    pub kind: String,
+    /// The target, relative to the config file.
+    pub path: PathBuf,
+    /// Centre crop `[width, height]` in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<[u32; 2]>,
+    /// Pixels per step; 0 trains on the whole image every step (full batch).
+    #[serde(default)]
+    pub batch_size: usize,
+}
+
+/// One flat table for every field kind; keys a kind does not use are dropped by `resolve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `ffn` | `siren` | `hashgrid`.
+    pub kind: String,
+    /// Layers with an activation (each `width` wide); the linear output layer comes after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    /// Output activation: `sigmoid` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_activation: Option<String>,
+    // Fourier features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequencies: Option<usize>,
+    // SIREN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omega0: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_omega: Option<f64>,
+    // Hash grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features_per_level: Option<usize>,
+    /// Hash-table entries per level, as a power of two (instant-ngp's `log2_hashmap_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log2_table_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_resolution: Option<usize>,
+    /// Finest level's resolution; 0 means the target's largest side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finest_resolution: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub seed: u64,
+    /// Learning rate of the network (MLP) parameters; 0 picks the model's default.
+    pub lr: f64,
+    /// Learning rate of grid and table parameters; 0 picks the model's default.
+    pub grid_lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Grids see sparse gradients, so their Adam epsilon is tiny (instant-ngp).
+    pub grid_eps: f64,
+    /// `constant` | `step` | `cosine` | `exponential`.
+    pub schedule: String,
+    /// `step`: steps at which the rate is multiplied by `gamma`.
+    pub milestones: Vec<u64>,
+    pub gamma: f64,
+    /// `cosine` and `exponential`: final rate as a fraction of the initial one.
+    pub final_lr_ratio: f64,
+    /// `mse` | `half_mse` (CAM's 0.5 MSE; same optimum, half the gradient).
+    pub loss: String,
+    /// Read the loss back (and log it) every this many steps.
+    pub log_every: u64,
+    /// Full evaluation every this many steps (0: only at the end).
+    pub eval_every: u64,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 2000,
+            seed: 0,
+            lr: 0.0,
+            grid_lr: 0.0,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-15,
+            grid_eps: 1e-15,
+            schedule: "constant".into(),
+            milestones: vec![],
+            gamma: 0.1,
+            final_lr_ratio: 0.01,
+            loss: "mse".into(),
+            log_every: 50,
+            eval_every: 0,
+            checkpoint_every: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Points per forward pass when rendering for evaluation (bounds memory).
+    pub chunk_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { chunk_size: 1 << 16 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Write `reconstruction.png` (or `.exr`) at the end of training.
+    pub reconstruction: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { reconstruction: true }
+    }
+}
+
+pub const MODEL_KINDS: &[&str] = &["ffn", "siren", "hashgrid"];
+pub const TASK_KINDS: &[&str] = &["image"];
+const SCHEDULES: &[&str] = &["constant", "step", "cosine", "exponential"];
+const LOSSES: &[&str] = &["mse", "half_mse"];
+
+impl Config {
+    /// Read a config file, apply `--set` overrides, validate and resolve paths against its folder.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base, overrides)
+    }
+
+    /// The compiled-in default experiment; its paths resolve against the repository's `configs/`.
+    pub fn default_experiment(overrides: &[String]) -> Result<Self> {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        Self::parse(DEFAULT_CONFIG, "configs/default.toml", &base, overrides)
+    }
+
+    /// Parse TOML text; `source` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, source: &str, base: &Path, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{source} is not valid TOML: {}", one_line(e.message())))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let value = toml::Value::Table(table);
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("{source}: {}", describe_serde_error(&path, &e.into_inner().to_string()))
+        })?;
+        // A path typed on the command line is relative to where the user stands.
+        let path_from_cli = overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some("task.path"));
+        if config.task.path.is_relative() {
+            config.task.path = if path_from_cli {
+                std::env::current_dir().unwrap_or_default().join(&config.task.path)
+            } else {
+                base.join(&config.task.path)
+            };
+        }
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    /// Check values that parse but make no sense, naming the key.
+    fn validate(&self, source: &str) -> Result<()> {
+        check_choice(source, "task.kind", &self.task.kind, TASK_KINDS)?;
+        check_choice(source, "model.kind", &self.model.kind, MODEL_KINDS)?;
+        check_choice(source, "train.schedule", &self.train.schedule, SCHEDULES)?;
+        check_choice(source, "train.loss", &self.train.loss, LOSSES)?;
+        if let Some(a) = &self.model.output_activation {
+            check_choice(source, "model.output_activation", a, &["sigmoid", "none"])?;
+        }
+        let t = &self.train;
+        if t.steps == 0 {
+            bail!("{source}: train.steps must be at least 1");
+        }
+        for (key, v) in [("train.lr", t.lr), ("train.grid_lr", t.grid_lr)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("{source}: {key} must be a finite number >= 0 (0 picks the model's default), got {v}");
+            }
+        }
+        for (key, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                bail!("{source}: {key} must be in [0, 1), got {v}");
+            }
+        }
+        if !(t.eps > 0.0 && t.grid_eps > 0.0) {
+            bail!("{source}: train.eps and train.grid_eps must be > 0");
+        }
+        if !(t.final_lr_ratio > 0.0 && t.final_lr_ratio <= 1.0) {
+            bail!("{source}: train.final_lr_ratio must be in (0, 1], got {}", t.final_lr_ratio);
+        }
+        if t.log_every == 0 {
+            bail!("{source}: train.log_every must be at least 1");
+        }
+        if self.eval.chunk_size == 0 {
+            bail!("{source}: eval.chunk_size must be at least 1");
+        }
+        if let Some([w, h]) = self.task.crop
+            && (w == 0 || h == 0)
+        {
+            bail!("{source}: task.crop must be two positive sizes [width, height]");
+        }
+        let m = &self.model;
+        for (key, v) in [
+            ("model.hidden_layers", m.hidden_layers),
+            ("model.width", m.width),
+            ("model.frequencies", m.frequencies),
+            ("model.levels", m.levels),
+            ("model.features_per_level", m.features_per_level),
+        ] {
+            if v == Some(0) {
+                bail!("{source}: {key} must be at least 1");
+            }
+        }
+        if m.log2_table_size.is_some_and(|l| !(3..=24).contains(&l)) {
+            bail!("{source}: model.log2_table_size must be between 3 and 24");
+        }
+        if m.base_resolution.is_some_and(|r| r < 2) {
+            bail!("{source}: model.base_resolution must be at least 2");
+        }
+        for (key, v) in [("model.sigma", m.sigma), ("model.omega0", m.omega0), ("model.hidden_omega", m.hidden_omega)] {
+            if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                bail!("{source}: {key} must be a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// Fill every default that depends on the model kind, and drop keys the kind does not use.
+    pub fn resolve(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let m = &mut self.model;
+        let unused = |name: &str, set: bool, notes: &mut Vec<String>, kind: &str| {
+            if set {
+                notes.push(format!("model.{name} is not used by model.kind = \"{kind}\"; ignored"));
+            }
+        };
+        let kind = m.kind.clone();
+        let (lr, grid_lr) = match kind.as_str() {
+            "ffn" => {
+                m.hidden_layers.get_or_insert(3);
+                m.width.get_or_insert(256);
+                m.output_activation.get_or_insert("sigmoid".into());
+                m.sigma.get_or_insert(10.0);
+                m.frequencies.get_or_insert(256);
+                for (n, s) in [("omega0", m.omega0.is_some()), ("hidden_omega", m.hidden_omega.is_some())] {
+                    unused(n, s, &mut notes, &kind);
+                }
+                m.omega0 = None;
+                m.hidden_omega = None;
+                clear_grid(m, &mut notes, &kind);
+                (1e-3, 1e-2)
+            }
+            "siren" => {
+                // First sine layer + 3 hidden sine layers + linear output, as in SIREN's image fits.
+                m.hidden_layers.get_or_insert(4);
+                m.width.get_or_insert(256);
+                m.output_activation.get_or_insert("none".into());
+                m.omega0.get_or_insert(30.0);
+                m.hidden_omega.get_or_insert(30.0);
+                for (n, s) in [("sigma", m.sigma.is_some()), ("frequencies", m.frequencies.is_some())] {
+                    unused(n, s, &mut notes, &kind);
+                }
+                m.sigma = None;
+                m.frequencies = None;
+                clear_grid(m, &mut notes, &kind);
+                (1e-4, 1e-2)
+            }
+            _ => {
+                // hashgrid: instant-ngp's image setup.
+                m.hidden_layers.get_or_insert(2);
+                m.width.get_or_insert(64);
+                m.output_activation.get_or_insert("none".into());
+                m.levels.get_or_insert(16);
+                m.features_per_level.get_or_insert(2);
+                m.log2_table_size.get_or_insert(19);
+                m.base_resolution.get_or_insert(16);
+                m.finest_resolution.get_or_insert(0);
+                for (n, s) in [
+                    ("sigma", m.sigma.is_some()),
+                    ("frequencies", m.frequencies.is_some()),
+                    ("omega0", m.omega0.is_some()),
+                    ("hidden_omega", m.hidden_omega.is_some()),
+                ] {
+                    unused(n, s, &mut notes, &kind);
+                }
+                m.sigma = None;
+                m.frequencies = None;
+                m.omega0 = None;
+                m.hidden_omega = None;
+                (1e-2, 1e-2)
+            }
+        };
+        if self.train.lr == 0.0 {
+            self.train.lr = lr;
+        }
+        if self.train.grid_lr == 0.0 {
+            self.train.grid_lr = grid_lr;
+        }
+        notes
+    }
+
+    /// The resolved config as TOML, paths written as given (absolute after loading).
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// A short model name for summaries, e.g. `ffn`.
+    pub fn model_name(&self) -> String {
+        self.model.kind.clone()
+    }
+}
+
+fn clear_grid(m: &mut ModelConfig, notes: &mut Vec<String>, kind: &str) {
+    for (n, s) in [
+        ("levels", m.levels.is_some()),
+        ("features_per_level", m.features_per_level.is_some()),
+        ("log2_table_size", m.log2_table_size.is_some()),
+        ("base_resolution", m.base_resolution.is_some()),
+        ("finest_resolution", m.finest_resolution.is_some()),
+    ] {
+        if s {
+            notes.push(format!("model.{n} is not used by model.kind = \"{kind}\"; ignored"));
+        }
+    }
+    m.levels = None;
+    m.features_per_level = None;
+    m.log2_table_size = None;
+    m.base_resolution = None;
+    m.finest_resolution = None;
+}
+
+fn check_choice(source: &str, key: &str, value: &str, choices: &[&str]) -> Result<()> {
+    if choices.contains(&value) {
+        return Ok(());
+    }
+    let list = choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+    match nearest(value, choices) {
+        Some(n) if n != value => {
+            bail!("{source}: {key} = \"{value}\" is not one of {list} (did you mean \"{n}\"?)")
+        }
+        _ => bail!("{source}: {key} = \"{value}\" is not one of {list}"),
+    }
+}
+
+/// Apply one `--set KEY=VALUE`; VALUE is a TOML value, or a bare string when it does not parse.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let Some((key, raw)) = spec.split_once('=') else {
+        bail!("--set {spec}: expected KEY=VALUE, e.g. --set train.steps=500");
+    };
+    let key = key.trim();
+    let raw = raw.trim();
+    if key.is_empty() || key.split('.').any(|p| p.is_empty()) {
+        bail!("--set {spec}: the key must be a dotted path such as model.sigma");
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut current = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("--set {spec}: `{part}` is a value, not a table"),
+        };
+    }
+    current.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Turn serde's message into one sentence that names the dotted key and, for unknown keys,
+/// suggests the nearest valid one.
+fn describe_serde_error(path: &str, message: &str) -> String {
+    let message = one_line(message);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        // "stesp`, expected one of `steps`, `seed` in `train`": candidates sit between backticks.
+        let list = rest.split(" in `").next().unwrap_or(rest);
+        let expected: Vec<&str> = list.split('`').skip(2).step_by(2).collect();
+        // serde_path_to_error's path already ends with the unknown key.
+        let parent = path.strip_suffix(unknown).unwrap_or(path).trim_end_matches('.');
+        let full = if parent.is_empty() { unknown.to_string() } else { format!("{parent}.{unknown}") };
+        return match nearest(unknown, &expected) {
+            Some(n) => {
+                let suggestion = if parent.is_empty() { n.to_string() } else { format!("{parent}.{n}") };
+                format!("unknown key `{full}` (did you mean `{suggestion}`?)")
+            }
+            None => format!("unknown key `{full}`"),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let full = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+        return format!("missing required key `{full}`");
+    }
+    if path == "." || path.is_empty() { message } else { format!("`{path}`: {message}") }
+}
+
+/// The candidate closest to `word` by edit distance, if any is reasonably close.
+fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= word.len().max(c.len()) / 2 + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[task]\nkind = \"image\"\npath = \"x.png\"\n[model]\nkind = \"ffn\"\n";
+
+    fn parse(text: &str, sets: &[&str]) -> Result<Config> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::parse(text, "test.toml", Path::new("/cfg"), &sets)
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_nearest() {
+        let err = parse(&format!("{MINIMAL}[train]\nstesp = 5\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("train.stesp"), "{err}");
+        assert!(err.contains("train.steps"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse(&format!("{MINIMAL}[train]\nlr = \"fast\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("train.lr"), "{err}");
+        assert!(err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn negative_steps_is_an_error() {
+        let err = parse(&format!("{MINIMAL}[train]\nsteps = -5\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("train.steps"), "{err}");
+    }
+
+    #[test]
+    fn set_overrides_take_toml_values_and_bare_strings() {
+        let c = parse(MINIMAL, &["task.crop=[256,128]", "model.kind=siren", "train.lr=0.5"]).unwrap();
+        // Paths in the file are relative to the file; paths given with --set to the working directory.
+        let cli = parse(MINIMAL, &["task.path=y.png"]).unwrap();
+        assert_eq!(cli.task.path, std::env::current_dir().unwrap().join("y.png"));
+        assert_eq!(c.task.crop, Some([256, 128]));
+        assert_eq!(c.model.kind, "siren");
+        assert_eq!(c.train.lr, 0.5);
+        assert_eq!(c.task.path, Path::new("/cfg/x.png"));
+        let err = parse(MINIMAL, &["model.kind=sirne"]).unwrap_err().to_string();
+        assert!(err.contains("did you mean \"siren\""), "{err}");
+        let err = parse(MINIMAL, &["model.sgima=3"]).unwrap_err().to_string();
+        assert!(err.contains("model.sigma"), "{err}");
+    }
+
+    #[test]
+    fn resolve_fills_kind_defaults_and_drops_unused_keys() {
+        let mut c = parse(MINIMAL, &["model.omega0=20"]).unwrap();
+        let notes = c.resolve();
+        assert_eq!(c.model.sigma, Some(10.0));
+        assert_eq!(c.model.omega0, None);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(c.train.lr, 1e-3);
+        // The resolved config parses back to itself.
+        let text = c.to_toml().unwrap();
+        let mut back = Config::parse(&text, "resolved", Path::new("/"), &[]).unwrap();
+        assert!(back.resolve().is_empty());
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,3 @@
+//! Loading and writing data: images now; meshes and posed-image scenes follow.
+
+pub mod image;

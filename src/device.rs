@@ -1,0 +1,115 @@
+//! Backend choice at run time: `auto` takes a real GPU through wgpu when one exists and burn-flex
+//! on the CPU otherwise; `wgpu`, `vulkan`, `cuda` and `cpu` force one.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    Auto,
+    Wgpu,
+    Vulkan,
+    Cuda,
+    Cpu,
+}
+
+/// A device ready for tensors, with a name for humans and summaries.
+#[derive(Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    /// e.g. `cpu (burn-flex)` or `wgpu (NVIDIA H100, Vulkan)`.
+    pub description: String,
+    /// `cpu`, `wgpu`, `vulkan` or `cuda`, as recorded in `summary.json`.
+    pub kind: &'static str,
+}
+
+const NO_ADAPTER_HELP: &str = "install the GPU's driver, or `mesa-vulkan-drivers` \
+    (apt-get install -y mesa-vulkan-drivers) for software Vulkan, or use --device cpu";
+
+/// The adapters wgpu can see, without creating a device.
+fn adapters(backends: wgpu::Backends) -> Vec<wgpu::AdapterInfo> {
+    // WGPU_BACKEND narrows the search, as it does for every wgpu program.
+    let backends = wgpu::Backends::from_env().map_or(backends, |env| env & backends);
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    pollster_block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+/// wgpu's `enumerate_adapters` is async on every platform; native adapters resolve immediately.
+fn pollster_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn is_real_gpu(info: &wgpu::AdapterInfo) -> bool {
+    !matches!(info.device_type, wgpu::DeviceType::Cpu | wgpu::DeviceType::Other)
+}
+
+fn init_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -> Result<SelectedDevice> {
+    let found = adapters(backends);
+    if found.is_empty() {
+        bail!("--device {label}: no {label} adapter was found; {NO_ADAPTER_HELP}");
+    }
+    let (device, setup) = Device::wgpu_options()
+        .graphics_api(api)
+        .init_with_setup()
+        .map_err(|e| anyhow::anyhow!("--device {label}: could not start the GPU device ({e}); {NO_ADAPTER_HELP}"))?;
+    let info = setup.adapter.get_info();
+    let software = if is_real_gpu(&info) { "" } else { ", software" };
+    Ok(SelectedDevice {
+        device,
+        description: format!("{label} ({}, {:?}{software})", info.name, info.backend),
+        kind: label,
+    })
+}
+
+/// Pick the device. Never panics on a machine without a GPU: `auto` falls back to the CPU.
+pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
+    match choice {
+        DeviceChoice::Cpu => Ok(cpu()),
+        DeviceChoice::Wgpu => init_wgpu(WgpuBackend::Auto, wgpu::Backends::all(), "wgpu"),
+        DeviceChoice::Vulkan => init_wgpu(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, "vulkan"),
+        DeviceChoice::Cuda => cuda(),
+        DeviceChoice::Auto => {
+            if adapters(wgpu::Backends::all()).iter().any(is_real_gpu) {
+                init_wgpu(WgpuBackend::Auto, wgpu::Backends::all(), "wgpu")
+            } else {
+                Ok(cpu())
+            }
+        }
+    }
+}
+
+pub fn cpu() -> SelectedDevice {
+    SelectedDevice { device: Device::flex(), description: "cpu (burn-flex)".into(), kind: "cpu" }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<SelectedDevice> {
+    let device = std::panic::catch_unwind(|| {
+        let d = Device::cuda(0);
+        // Touch the device so a missing driver surfaces here, not mid-training.
+        let _ = burn::tensor::Tensor::<1>::zeros([1], &d).into_data();
+        d
+    })
+    .map_err(|_| anyhow::anyhow!("--device cuda: no CUDA device could be started; install the NVIDIA driver and CUDA toolkit, or use --device wgpu"))?;
+    Ok(SelectedDevice { device, description: "cuda (device 0)".into(), kind: "cuda" })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<SelectedDevice> {
+    bail!("--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda`, or use --device wgpu")
+}

@@ -1,0 +1,244 @@
+//! Multi-resolution hash grid (instant-ngp), 2-D or 3-D, in plain burn tensor ops.
+//!
+//! Level `l` has resolution `ceil(base * s^l)` with `s` chosen so the last level reaches `finest`;
+//! a level whose `res^d` vertices fit in the table is stored densely, otherwise vertices are
+//! hashed (`x * 1 xor y * 2654435761 xor z * 805459861`, modulo the power-of-two table size).
+//! Vertices sit at `x * (res - 1)` (corners aligned), and features are (bi/tri)linearly
+//! interpolated. The integer hash runs on the device in i32 without overflow (see `mul_mod`).
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
+use rand::rngs::StdRng;
+
+use super::mlp::{ReluMlp, uniform_tensor};
+
+const PRIMES: [u64; 3] = [1, 2_654_435_761, 805_459_861];
+
+#[derive(Module, Debug)]
+pub struct HashGrid {
+    /// All levels' entries stacked: `[sum of level sizes, features]`.
+    pub table: Param<Tensor<2>>,
+    pub dims: usize,
+    pub features: usize,
+    pub log2_table_size: usize,
+    pub resolutions: Vec<usize>,
+    pub offsets: Vec<usize>,
+    pub dense: Vec<bool>,
+}
+
+/// Level resolutions from base to finest with a constant growth factor.
+pub fn level_resolutions(levels: usize, base: usize, finest: usize) -> Vec<usize> {
+    if levels == 1 {
+        return vec![base];
+    }
+    let finest = finest.max(base);
+    let growth = ((finest as f64 / base as f64).ln() / (levels - 1) as f64).exp();
+    (0..levels).map(|l| (base as f64 * growth.powi(l as i32) - 1e-9).ceil() as usize).collect()
+}
+
+impl HashGrid {
+    pub fn new(dims: usize, levels: usize, features: usize, log2_table_size: u32, base: usize, finest: usize, rng: &mut StdRng, device: &Device) -> Self {
+        assert!(dims == 2 || dims == 3, "hash grids are 2-D or 3-D");
+        let table_size = 1usize << log2_table_size;
+        let resolutions = level_resolutions(levels, base, finest);
+        let mut offsets = Vec::with_capacity(levels);
+        let mut dense = Vec::with_capacity(levels);
+        let mut total = 0;
+        for &res in &resolutions {
+            let vertices = res.checked_pow(dims as u32).unwrap_or(usize::MAX);
+            offsets.push(total);
+            dense.push(vertices <= table_size);
+            total += vertices.min(table_size);
+        }
+        // instant-ngp's initialisation: tiny uniform values.
+        let table = uniform_tensor([total, features], 1e-4, rng, device);
+        Self {
+            table: Param::from_tensor(table),
+            dims,
+            features,
+            log2_table_size: log2_table_size as usize,
+            resolutions,
+            offsets,
+            dense,
+        }
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.resolutions.len() * self.features
+    }
+
+    /// `x: [N, dims]` in `[0, 1]` to interpolated features `[N, levels * features]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.interpolate(&self.lookup(x))
+    }
+
+    /// Features from a lookup: gather the corner entries and blend them.
+    pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
+        let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
+        let values = self.table.val().select(0, lookup.index.clone()).reshape([n, levels, corners, self.features]);
+        (values * lookup.weight.clone()).sum_dim(2).reshape([n, levels * self.features])
+    }
+
+    /// Which table rows each point reads, and with what weights. Depends only on the points, so
+    /// a task that feeds the same points every step computes it once.
+    pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
+        let [n, d] = x.dims();
+        let levels = self.resolutions.len();
+        let device = x.device();
+        let per_level = |f: &dyn Fn(usize) -> f32| -> Tensor<3> {
+            let v: Vec<f32> = (0..levels).map(f).collect();
+            Tensor::from_data(TensorData::new(v, [1, levels, 1]), &device)
+        };
+        let scale = per_level(&|l| (self.resolutions[l] - 1) as f32);
+        let max_cell = per_level(&|l| (self.resolutions[l] as f32 - 2.0).max(0.0));
+
+        let pos = x.unsqueeze_dim::<3>(1) * scale; // [N, L, d]
+        let cell = pos.clone().floor();
+        let cell = cell.clone() - relu(cell - max_cell); // keep x = 1 inside the last cell
+        let frac = pos - cell.clone();
+        let cell = cell.int();
+
+        let corner_count = 1usize << d;
+        let mut indices = Vec::with_capacity(corner_count);
+        let mut weights = Vec::with_capacity(corner_count);
+        let mask = self.dense.iter().map(|&b| b as i32).collect::<Vec<_>>();
+        let dense_mask = Tensor::<3, Int>::from_data(TensorData::new(mask, [1, levels, 1]), &device);
+        let offsets = Tensor::<3, Int>::from_data(
+            TensorData::new(self.offsets.iter().map(|&o| o as i32).collect::<Vec<_>>(), [1, levels, 1]),
+            &device,
+        );
+        for corner in 0..corner_count {
+            let mut dense_index: Option<Tensor<3, Int>> = None;
+            let mut hash_index: Option<Tensor<3, Int>> = None;
+            let mut weight: Option<Tensor<3>> = None;
+            let mut stride = vec![1i32; levels];
+            for axis in 0..d {
+                let bit = (corner >> axis) & 1;
+                let c = cell.clone().narrow(2, axis, 1) + bit as i32; // [N, L, 1]
+                let f = frac.clone().narrow(2, axis, 1);
+                let w = if bit == 1 { f } else { f.neg() + 1.0 };
+                weight = Some(match weight { Some(acc) => acc * w, None => w });
+
+                let stride_t = Tensor::<3, Int>::from_data(TensorData::new(stride.clone(), [1, levels, 1]), &device);
+                let term = c.clone() * stride_t;
+                dense_index = Some(match dense_index { Some(acc) => acc + term, None => term });
+                for (l, s) in stride.iter_mut().enumerate() {
+                    // Strides only matter on dense levels, where res^d fits in the table (< 2^24).
+                    *s = if self.dense[l] { *s * self.resolutions[l] as i32 } else { 0 };
+                }
+
+                let h = mul_mod(c, PRIMES[axis], self.log2_table_size);
+                hash_index = Some(match hash_index { Some(acc) => acc.bitwise_xor(h), None => h });
+            }
+            let dense_index = dense_index.expect("at least one axis");
+            let hash_index = hash_index.expect("at least one axis");
+            let index = hash_index.clone() + dense_mask.clone() * (dense_index - hash_index) + offsets.clone();
+            indices.push(index);
+            weights.push(weight.expect("at least one axis"));
+        }
+        GridLookup {
+            index: Tensor::cat(indices, 2).reshape([n * levels * corner_count]),
+            weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
+            points: n,
+            corners: corner_count,
+        }
+    }
+}
+
+/// Table rows and interpolation weights for a set of points.
+#[derive(Clone, Debug)]
+pub struct GridLookup {
+    /// `[N * levels * corners]` rows of the stacked table.
+    pub index: Tensor<1, Int>,
+    /// `[N, levels, corners, 1]`.
+    pub weight: Tensor<4>,
+    pub points: usize,
+    pub corners: usize,
+}
+
+/// `(c * prime) mod 2^k` for `c < 2^15` and `k <= 24`, with every intermediate below 2^31,
+/// so it is exact in i32 on any backend. Splitting the prime into 12-bit halves keeps the
+/// products small; the result equals instant-ngp's u32 hash modulo the table size.
+fn mul_mod(c: Tensor<3, Int>, prime: u64, k: usize) -> Tensor<3, Int> {
+    let modulus = 1u64 << k;
+    let p = prime % modulus;
+    if p == 1 {
+        return c.bitwise_and_scalar((modulus - 1) as i64);
+    }
+    let lo = (p & 0xfff) as i64;
+    let hi = (p >> 12) as i64;
+    let low_part = c.clone() * lo;
+    let high_part = if k > 12 {
+        (c * hi).bitwise_and_scalar(((1u64 << (k - 12)) - 1) as i64) * 4096
+    } else {
+        low_part.zeros_like()
+    };
+    (low_part + high_part).bitwise_and_scalar((modulus - 1) as i64)
+}
+
+/// Hash grid encoding followed by a small ReLU MLP (instant-ngp's image and SDF networks).
+#[derive(Module, Debug)]
+pub struct HashGridField {
+    pub grid: HashGrid,
+    pub mlp: ReluMlp,
+}
+
+impl HashGridField {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(d_in: usize, d_out: usize, levels: usize, features: usize, log2_table_size: u32, base: usize, finest: usize, width: usize, hidden_layers: usize, rng: &mut StdRng, device: &Device) -> Self {
+        let grid = HashGrid::new(d_in, levels, features, log2_table_size, base, finest, rng, device);
+        let mlp = ReluMlp::new(grid.output_dim(), width, hidden_layers, d_out, rng, device);
+        Self { grid, mlp }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.mlp.forward(self.grid.forward(x))
+    }
+
+    pub fn forward_lookup(&self, lookup: &GridLookup) -> Tensor<2> {
+        self.mlp.forward(self.grid.interpolate(lookup))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tensor hash must equal instant-ngp's u32 hash for every coordinate we can meet.
+    #[test]
+    fn device_hash_matches_u32_hash() {
+        let device = Device::flex();
+        let values: Vec<i32> = (0..2000).map(|i| i * 16 + 7).collect(); // up to ~32k
+        let c = Tensor::<3, Int>::from_data(TensorData::new(values.clone(), [1, values.len(), 1]), &device);
+        for k in [4usize, 12, 13, 19, 24] {
+            for prime in PRIMES {
+                let got: Vec<i64> = mul_mod(c.clone(), prime, k).into_data().convert::<i64>().to_vec().unwrap();
+                for (v, g) in values.iter().zip(got) {
+                    let want = ((*v as u32).wrapping_mul(prime as u32) as u64) & ((1 << k) - 1);
+                    assert_eq!(g as u64, want, "c={v} prime={prime} k={k}");
+                }
+            }
+        }
+    }
+
+    /// Interpolation against a plain-Rust reference on a dense 2-D level.
+    #[test]
+    fn dense_level_interpolates_bilinearly() {
+        let device = Device::flex();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let grid = HashGrid::new(2, 1, 1, 12, 5, 5, &mut rng, &device);
+        let table: Vec<f32> = grid.table.val().into_data().to_vec().unwrap();
+        let points = [[0.0f32, 0.0], [1.0, 1.0], [0.3, 0.7], [0.99, 0.01], [0.5, 0.25]];
+        let x = Tensor::<2>::from_data(TensorData::new(points.concat(), [points.len(), 2]), &device);
+        let got: Vec<f32> = grid.forward(x).into_data().to_vec().unwrap();
+        for (p, g) in points.iter().zip(got) {
+            let (px, py) = (p[0] * 4.0, p[1] * 4.0);
+            let (cx, cy) = (px.floor().min(3.0), py.floor().min(3.0));
+            let (fx, fy) = (px - cx, py - cy);
+            let at = |x: f32, y: f32| table[(x as usize) + 5 * (y as usize)];
+            let want = at(cx, cy) * (1.0 - fx) * (1.0 - fy) + at(cx + 1.0, cy) * fx * (1.0 - fy)
+                + at(cx, cy + 1.0) * (1.0 - fx) * fy + at(cx + 1.0, cy + 1.0) * fx * fy;
+            assert!((g - want).abs() < 1e-6, "{p:?}: {g} vs {want}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! nfield: a trainer for neural fields on burn.
+//!
+//! The command line (`src/main.rs`) parses arguments and calls [`commands`]; everything below it
+//! is a library: configs, devices, fields, tasks, the training loop and the run directory.
+
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod fields;
+pub mod metrics;
+pub mod optim;
+pub mod render;
+pub mod run;
+pub mod tasks;
+pub mod train;

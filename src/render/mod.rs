@@ -1,0 +1,29 @@
+//! Turning a trained field into pictures. For image fields that is evaluating the field on a
+//! pixel grid at any size (zoom, super-resolution); sphere tracing and volume rendering follow.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::data::image::Image;
+use crate::fields::Field;
+
+/// Evaluate an image field at the pixel centres of a `width x height` grid over its whole
+/// domain, `chunk` pixels at a time so memory stays bounded. Returns `[H, W, C]` pixels.
+pub fn render_image(field: &Field, width: usize, height: usize, chunk: usize, device: &Device) -> Vec<f32> {
+    let coords = Image::pixel_centres(width, height);
+    evaluate_points(field, &coords, 2, chunk, device)
+}
+
+/// Evaluate a field at `points` (flat `[N, d_in]`), `chunk` points per forward pass.
+pub fn evaluate_points(field: &Field, points: &[f32], d_in: usize, chunk: usize, device: &Device) -> Vec<f32> {
+    let n = points.len() / d_in;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let x = Tensor::<2>::from_data(TensorData::new(points[start * d_in..end * d_in].to_vec(), [end - start, d_in]), device);
+        let y = field.forward(x);
+        out.extend(y.into_data().convert::<f32>().try_into_vec::<f32>().expect("field outputs are f32"));
+        start = end;
+    }
+    out
+}

@@ -1,0 +1,300 @@
+//! The run directory: resolved config, metrics log, summary, and atomic checkpoints.
+//!
+//! A checkpoint is one safetensors file (`checkpoint/checkpoint.safetensors`) holding the model
+//! (`model.<path>`), Adam's moments (`adam.m.<path>`, `adam.v.<path>`) and, in its metadata, the
+//! step. It is written to a temporary file, synced, then renamed over the old one, so a kill at
+//! any moment leaves either the old or the new checkpoint. It opens in any safetensors reader.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::optim::{Adam, Moments};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const SUMMARY_FILE: &str = "summary.json";
+const CHECKPOINT_DIR: &str = "checkpoint";
+const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const FORMAT: &str = "nfield-checkpoint-1";
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Create `<out>/<name>`. An explicit name that exists is refused; a generated one gets a
+    /// `-2`, `-3`, ... suffix. Nothing that exists is ever written into.
+    pub fn create(out: &Path, name: Option<&str>, default_stem: &str) -> Result<Self> {
+        if out.exists() && !out.is_dir() {
+            bail!("output directory {} is a file, not a directory", out.display());
+        }
+        fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+        let path = match name {
+            Some(n) => {
+                if n.is_empty() || n.contains('/') || n == "." || n == ".." {
+                    bail!("--name {n:?} must be a plain directory name");
+                }
+                let p = out.join(n);
+                if p.exists() {
+                    bail!("run directory {} already exists; choose another --name, or continue it with --resume {}", p.display(), p.display());
+                }
+                p
+            }
+            None => {
+                let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+                let base = format!("{default_stem}-{stamp}");
+                let mut candidate = out.join(&base);
+                let mut i = 2;
+                while candidate.exists() {
+                    candidate = out.join(format!("{base}-{i}"));
+                    i += 1;
+                }
+                candidate
+            }
+        };
+        // create_dir (not _all) fails if another process made it meanwhile: never share a run.
+        fs::create_dir(&path).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        let probe = path.join(".write-test");
+        fs::write(&probe, b"").with_context(|| format!("run directory {} is not writable", path.display()))?;
+        let _ = fs::remove_file(probe);
+        Ok(Self { path })
+    }
+
+    /// An existing run, for `--resume`, `eval` and `render`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.join(CONFIG_FILE).is_file() {
+            bail!("{} is not a run directory (it has no {CONFIG_FILE})", path.display());
+        }
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.path.join(CHECKPOINT_DIR).join(CHECKPOINT_FILE)
+    }
+
+    pub fn write_config(&self, toml: &str) -> Result<()> {
+        write_atomic(&self.config_path(), toml.as_bytes())
+    }
+
+    /// Append one JSON object per line.
+    pub fn log_metrics(&self, record: &serde_json::Value) -> Result<()> {
+        let path = self.path.join(METRICS_FILE);
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{record}")?;
+        Ok(())
+    }
+
+    /// Drop log lines past `step` (logged after the checkpoint a resumed run restarts from).
+    pub fn truncate_metrics_after(&self, step: u64) -> Result<()> {
+        let path = self.path.join(METRICS_FILE);
+        let Ok(text) = fs::read_to_string(&path) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                    .is_some_and(|s| s <= step)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        write_atomic(&path, kept.as_bytes())
+    }
+
+    pub fn write_summary(&self, summary: &serde_json::Value) -> Result<()> {
+        write_atomic(&self.path.join(SUMMARY_FILE), serde_json::to_string_pretty(summary)?.as_bytes())
+    }
+
+    pub fn read_summary(&self) -> Option<serde_json::Value> {
+        let text = fs::read_to_string(self.path.join(SUMMARY_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Save model, optimiser and progress. Refuses (and keeps the previous checkpoint) when any
+    /// value is NaN or infinite.
+    pub fn save_checkpoint<M: Module>(&self, model: &M, adam: &Adam, progress: &Progress) -> Result<()> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (path, shape, values) in collect_params(model) {
+            tensors.push((format!("model.{path}"), shape, values));
+        }
+        let mut names: Vec<&String> = adam.state.keys().collect();
+        names.sort();
+        for name in names {
+            let Moments { m, v } = &adam.state[name];
+            tensors.push((format!("adam.m.{name}"), m.dims().to_vec(), to_vec(m.clone())));
+            tensors.push((format!("adam.v.{name}"), v.dims().to_vec(), to_vec(v.clone())));
+        }
+        if let Some((name, _, _)) = tensors.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
+            bail!("{name} holds NaN or infinite values; the last good checkpoint is kept");
+        }
+        let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+        let views = tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape, _), b)| Ok((name.clone(), TensorView::new(Dtype::F32, shape.clone(), b)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("step".to_string(), progress.step.to_string()),
+            ("adam_steps".to_string(), adam.steps_taken.to_string()),
+            ("train_seconds".to_string(), progress.train_seconds.to_string()),
+        ]);
+        let data = safetensors::serialize(views, Some(metadata))?;
+        let dir = self.path.join(CHECKPOINT_DIR);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(&self.checkpoint_path(), &data)
+    }
+
+    /// Load a checkpoint into `model` (which must have the same structure) and `adam`.
+    pub fn load_checkpoint<M: Module>(&self, model: M, adam: &mut Adam, device: &Device) -> Result<(M, Progress)> {
+        let path = self.checkpoint_path();
+        let data = fs::read(&path).with_context(|| format!("run {} has no checkpoint ({})", self.path.display(), path.display()))?;
+        let bad = |e: safetensors::SafeTensorError| anyhow::anyhow!("checkpoint {} is unreadable: {e}", path.display());
+        let (_, meta) = SafeTensors::read_metadata(&data).map_err(bad)?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            bail!("{} is not an nfield checkpoint", path.display());
+        }
+        let number = |key: &str| -> Result<f64> {
+            meta.get(key).and_then(|v| v.parse().ok()).with_context(|| format!("checkpoint {} lacks `{key}`", path.display()))
+        };
+        let progress = Progress { step: number("step")? as u64, train_seconds: number("train_seconds")? };
+        adam.steps_taken = number("adam_steps")? as u64;
+        let file = SafeTensors::deserialize(&data).map_err(bad)?;
+        let mut values: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+        for (name, view) in file.tensors() {
+            if view.dtype() != Dtype::F32 {
+                bail!("checkpoint tensor {name} is not f32");
+            }
+            let floats = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            values.insert(name, (view.shape().to_vec(), floats));
+        }
+        adam.state.clear();
+        for (name, (shape, m)) in values.iter().filter(|(k, _)| k.starts_with("adam.m.")) {
+            let key = &name["adam.m.".len()..];
+            let (_, v) = values.get(&format!("adam.v.{key}")).with_context(|| format!("checkpoint lacks adam.v.{key}"))?;
+            let n = shape.iter().product::<usize>();
+            adam.state.insert(
+                key.to_string(),
+                Moments {
+                    m: Tensor::from_data(TensorData::new(m.clone(), [n]), &device.clone().without_autodiff()),
+                    v: Tensor::from_data(TensorData::new(v.clone(), [n]), &device.clone().without_autodiff()),
+                },
+            );
+        }
+        let mut loader = ParamLoader { values: &values, path: Vec::new(), error: None };
+        let model = model.map(&mut loader);
+        if let Some(e) = loader.error {
+            bail!("checkpoint {} does not match the model: {e}", path.display());
+        }
+        Ok((model, progress))
+    }
+}
+
+/// Where training stands.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Steps completed.
+    pub step: u64,
+    /// Training time so far, across resumes.
+    pub train_seconds: f64,
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 tensor")
+}
+
+/// Every float parameter's path, shape and values.
+pub fn collect_params<M: Module>(model: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    struct Collect {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>, Vec<f32>)>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            self.out.push((self.path.join("."), t.dims().to_vec(), to_vec(t)));
+        }
+    }
+    let mut c = Collect { path: Vec::new(), out: Vec::new() };
+    model.visit(&mut c);
+    c.out
+}
+
+struct ParamLoader<'a> {
+    values: &'a HashMap<String, (Vec<usize>, Vec<f32>)>,
+    path: Vec<String>,
+    error: Option<String>,
+}
+
+impl ModuleMapper for ParamLoader<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let key = format!("model.{}", self.path.join("."));
+        match self.values.get(&key) {
+            Some((shape, v)) if shape.as_slice() == tensor.dims().as_slice() => {
+                let mut loaded = Tensor::<D>::from_data(TensorData::new(v.clone(), tensor.dims()), &tensor.device());
+                if tensor.is_require_grad() {
+                    loaded = loaded.require_grad();
+                }
+                Param::from_mapped_value(id, loaded, mapper)
+            }
+            Some((shape, _)) => {
+                self.error.get_or_insert(format!("{key} has shape {shape:?}, the model expects {:?}", tensor.dims()));
+                Param::from_mapped_value(id, tensor, mapper)
+            }
+            None => {
+                self.error.get_or_insert(format!("{key} is missing"));
+                Param::from_mapped_value(id, tensor, mapper)
+            }
+        }
+    }
+}
+
+/// Write via a temporary file in the same directory, fsync, then rename over the target.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,70 @@
+//! Tasks own the target signal: how coordinates are sampled, how field outputs become the signal,
+//! the loss, the evaluation and the outputs written at the end. The trainer drives any task.
+
+pub mod image;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use burn::tensor::{Device, Tensor};
+
+use crate::config::Config;
+use crate::data::image::Image;
+use crate::fields::{Field, FieldSpec};
+
+/// Evaluation results in a stable order, as written to `metrics.jsonl` and `summary.json`.
+pub type Metrics = Vec<(String, f64)>;
+
+pub struct Batch {
+    pub coords: Tensor<2>,
+    pub targets: Tensor<2>,
+    /// The same coordinates every step (full batch): the field's preparation can be reused.
+    pub fixed: bool,
+}
+
+pub trait Task {
+    /// `image`, `sdf` or `nerf`.
+    fn name(&self) -> &'static str;
+    /// What the field must take and produce.
+    fn field_spec(&self) -> FieldSpec;
+    /// Training coordinates and targets for `step`; the same `(seed, step)` gives the same batch,
+    /// so a resumed run sees the batches an uninterrupted one would.
+    fn batch(&self, step: u64, seed: u64) -> Batch;
+    /// The training loss of field outputs against targets (a one-element tensor).
+    fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1>;
+    /// Full evaluation of a field on the device without autodiff.
+    fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics>;
+    /// Write the task's end-of-training outputs into the run directory.
+    fn write_outputs(&self, field: &Field, device: &Device, run_dir: &Path) -> Result<Vec<PathBuf>>;
+}
+
+/// Build the task a config describes, with its tensors on `device` (the training device).
+pub fn build(config: &Config, device: &Device) -> Result<Box<dyn Task>> {
+    match config.task.kind.as_str() {
+        "image" => Ok(Box::new(image::ImageTask::new(config, device)?)),
+        other => anyhow::bail!("task.kind = \"{other}\" is not supported"),
+    }
+}
+
+/// The target image of an image task, loaded and cropped as training sees it.
+pub fn image_target(config: &Config) -> Result<Image> {
+    if config.task.kind != "image" {
+        anyhow::bail!("this is a {} run, not an image run", config.task.kind);
+    }
+    let image = Image::load(&config.task.path)?;
+    match config.task.crop {
+        Some([w, h]) => image.center_crop(w as usize, h as usize),
+        None => Ok(image),
+    }
+}
+
+/// Load the task's inputs once to report a missing or broken file before anything is written.
+pub fn check_inputs(config: &Config) -> Result<()> {
+    field_spec(config).map(|_| ())
+}
+
+/// The field a config's task needs, without building the task.
+pub fn field_spec(config: &Config) -> Result<FieldSpec> {
+    let image = image_target(config)?;
+    Ok(image::image_field_spec(&image))
+}

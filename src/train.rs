@@ -1,0 +1,181 @@
+//! The one training loop, shared by every task: Adam with parameter groups, the learning-rate
+//! schedule, a progress bar, `metrics.jsonl`, periodic evaluation and checkpoints, Ctrl-C and
+//! NaN handling, and resuming.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::device::SelectedDevice;
+use crate::fields::{Field, Prepared};
+use crate::metrics::psnr_from_mse;
+use crate::optim::{Adam, lr_scale};
+use crate::run::{Progress, RunDir};
+use crate::tasks::{self, Metrics};
+
+pub struct TrainOptions {
+    /// No progress bar.
+    pub quiet: bool,
+    /// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
+    pub interrupt: Arc<AtomicBool>,
+    /// Continue from the run directory's checkpoint.
+    pub resume: bool,
+}
+
+pub enum TrainOutcome {
+    Finished { summary: serde_json::Value },
+    Interrupted { step: u64 },
+}
+
+pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &TrainOptions) -> Result<TrainOutcome> {
+    let train_device = device.device.clone().autodiff();
+    let task = tasks::build(config, &train_device)?;
+    let spec = task.field_spec();
+    let mut field = Field::new(&config.model, &spec, config.train.seed, &train_device)?;
+    let mut adam = Adam::new(&config.train);
+    let mut progress = Progress::default();
+    if options.resume {
+        (field, progress) = run.load_checkpoint(field, &mut adam, &train_device)?;
+        run.truncate_metrics_after(progress.step)?;
+    }
+    let t = &config.train;
+    let total = t.steps;
+    let params = field.trainable_params();
+
+    let bar = if options.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} {per_sec} ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(format!("{} {}", task.name(), config.model_name()));
+    bar.set_position(progress.step);
+    bar.enable_steady_tick(Duration::from_millis(500));
+
+    let half = t.loss == "half_mse";
+    let steps_at_start = progress.step;
+    let seconds_at_start = progress.train_seconds;
+    let mut clock = Instant::now();
+    let mut fixed_input: Option<Prepared> = None;
+    for step in progress.step..total {
+        let done = step + 1;
+        let checkpoint_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done != total;
+        let eval_due = t.eval_every > 0 && done % t.eval_every == 0 && done != total;
+        let interrupted = options.interrupt.load(Ordering::SeqCst);
+        // Reading the loss syncs with the device, so it happens only every `log_every` steps
+        // and before anything is saved (a NaN must never reach a checkpoint).
+        let read_loss = done % t.log_every == 0 || done == total || checkpoint_due || eval_due || interrupted;
+
+        let scale = lr_scale(t, step, total);
+        let batch = task.batch(step, t.seed);
+        let input = match (&fixed_input, batch.fixed) {
+            (Some(prepared), true) => prepared.clone(),
+            _ => field.prepare(batch.coords),
+        };
+        if batch.fixed && fixed_input.is_none() {
+            fixed_input = Some(input.clone());
+        }
+        let loss = task.loss(field.forward_prepared(&input), batch.targets);
+        let loss_value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
+        let grads = GradientsParams::from_grads(loss.backward(), &field);
+        field = adam.step(field, grads, scale);
+        bar.inc(1);
+
+        if let Some(loss) = loss_value {
+            if !loss.is_finite() {
+                bar.abandon();
+                bail!(
+                    "the loss became {loss} at step {done}; training stopped. The last good checkpoint is in {} (try a lower train.lr)",
+                    run.checkpoint_path().display()
+                );
+            }
+            let mse = if half { 2.0 * loss } else { loss };
+            let seconds = progress.train_seconds + clock.elapsed().as_secs_f64();
+            run.log_metrics(&json!({
+                "step": done, "seconds": round(seconds, 3), "loss": loss, "lr": t.lr * scale,
+                "train_psnr": round(psnr_from_mse(mse), 3),
+            }))?;
+            bar.set_message(format!("loss {loss:.3e}  psnr {:.2} dB", psnr_from_mse(mse)));
+        }
+        if eval_due || checkpoint_due || interrupted {
+            progress.train_seconds += clock.elapsed().as_secs_f64();
+            progress.step = done;
+            if eval_due {
+                let metrics = task.evaluate(&field.valid(), &device.device)?;
+                run.log_metrics(&eval_record(done, progress.train_seconds, &metrics))?;
+            }
+            run.save_checkpoint(&field, &adam, &progress)?;
+            clock = Instant::now();
+            if interrupted {
+                bar.abandon();
+                return Ok(TrainOutcome::Interrupted { step: done });
+            }
+        }
+    }
+    progress.train_seconds += clock.elapsed().as_secs_f64();
+    progress.step = progress.step.max(total);
+    bar.finish();
+    run.save_checkpoint(&field, &adam, &progress)?;
+
+    let valid = field.valid();
+    let metrics = task.evaluate(&valid, &device.device)?;
+    run.log_metrics(&eval_record(total, progress.train_seconds, &metrics))?;
+    if config.output.reconstruction {
+        task.write_outputs(&valid, &device.device, &run.path)?;
+    }
+    // Speed of this process's share of the run (a resumed run counts only its own steps).
+    let steps_run = total.saturating_sub(steps_at_start);
+    let seconds_run = progress.train_seconds - seconds_at_start;
+    let steps_per_second = if seconds_run > 0.0 { steps_run as f64 / seconds_run } else { 0.0 };
+    let summary = summary(config, task.name(), device, params, &progress, steps_per_second, &metrics);
+    run.write_summary(&summary)?;
+    Ok(TrainOutcome::Finished { summary })
+}
+
+fn eval_record(step: u64, seconds: f64, metrics: &Metrics) -> serde_json::Value {
+    let mut record = json!({ "step": step, "seconds": round(seconds, 3), "eval": true });
+    for (k, v) in metrics {
+        record[k] = json!(round(*v, 5));
+    }
+    record
+}
+
+/// `summary.json`: the keys DESIGN.md fixes, then the task's metrics.
+pub fn summary(
+    config: &Config,
+    task: &str,
+    device: &SelectedDevice,
+    params: usize,
+    progress: &Progress,
+    steps_per_second: f64,
+    metrics: &Metrics,
+) -> serde_json::Value {
+    let mut s = json!({
+        "task": task,
+        "model": config.model_name(),
+        "device": device.kind,
+        "device_name": device.description,
+        "steps": progress.step,
+        "params": params,
+        "train_seconds": round(progress.train_seconds, 3),
+        "steps_per_second": round(steps_per_second, 3),
+    });
+    for (k, v) in metrics {
+        s[k] = json!(round(*v, 5));
+    }
+    s
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
