@@ -75,7 +75,7 @@ impl HashGrid {
     /// Features from a lookup: gather the corner entries and blend them.
     pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
         let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
-        let values = self.table.val().select(0, lookup.index.clone()).reshape([n, levels, corners, self.features]);
+        let values = self.table.val().gather(0, lookup.index.clone()).reshape([n, levels, corners, self.features]);
         (values * lookup.weight.clone()).sum_dim(2).reshape([n, levels * self.features])
     }
 
@@ -136,8 +136,11 @@ impl HashGrid {
             indices.push(index);
             weights.push(weight.expect("at least one axis"));
         }
+        // `gather` with the row index repeated per feature, not `select`: burn 0.22.1's wgpu
+        // backward of `select` (select_assign) drops rows past 65535; gather's scatter does not.
+        let rows = n * levels * corner_count;
         GridLookup {
-            index: Tensor::cat(indices, 2).reshape([n * levels * corner_count]),
+            index: Tensor::cat(indices, 2).reshape([rows, 1]).repeat_dim(1, self.features),
             weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
             points: n,
             corners: corner_count,
@@ -148,8 +151,8 @@ impl HashGrid {
 /// Table rows and interpolation weights for a set of points.
 #[derive(Clone, Debug)]
 pub struct GridLookup {
-    /// `[N * levels * corners]` rows of the stacked table.
-    pub index: Tensor<1, Int>,
+    /// `[N * levels * corners, features]`: the stacked table's row for each corner, per feature.
+    pub index: Tensor<2, Int>,
     /// `[N, levels, corners, 1]`.
     pub weight: Tensor<4>,
     pub points: usize,
@@ -212,7 +215,7 @@ mod tests {
         let c = Tensor::<3, Int>::from_data(TensorData::new(values.clone(), [1, values.len(), 1]), &device);
         for k in [4usize, 12, 13, 19, 24] {
             for prime in PRIMES {
-                let got: Vec<i64> = mul_mod(c.clone(), prime, k).into_data().convert::<i64>().to_vec().unwrap();
+                let got: Vec<i64> = mul_mod(c.clone(), prime, k).into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
                 for (v, g) in values.iter().zip(got) {
                     let want = ((*v as u32).wrapping_mul(prime as u32) as u64) & ((1 << k) - 1);
                     assert_eq!(g as u64, want, "c={v} prime={prime} k={k}");
@@ -227,10 +230,10 @@ mod tests {
         let device = Device::flex();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
         let grid = HashGrid::new(2, 1, 1, 12, 5, 5, &mut rng, &device);
-        let table: Vec<f32> = grid.table.val().into_data().to_vec().unwrap();
+        let table: Vec<f32> = grid.table.val().into_data().try_to_vec::<f32>().unwrap();
         let points = [[0.0f32, 0.0], [1.0, 1.0], [0.3, 0.7], [0.99, 0.01], [0.5, 0.25]];
         let x = Tensor::<2>::from_data(TensorData::new(points.concat(), [points.len(), 2]), &device);
-        let got: Vec<f32> = grid.forward(x).into_data().to_vec().unwrap();
+        let got: Vec<f32> = grid.forward(x).into_data().try_to_vec::<f32>().unwrap();
         for (p, g) in points.iter().zip(got) {
             let (px, py) = (p[0] * 4.0, p[1] * 4.0);
             let (cx, cy) = (px.floor().min(3.0), py.floor().min(3.0));
