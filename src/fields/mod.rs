@@ -29,6 +29,8 @@ pub struct FieldSpec {
 pub struct Prepared {
     pub x: Tensor<2>,
     pub grid: Option<grid::GridLookup>,
+    /// A fixed (untrained) input encoding.
+    pub encoded: Option<Tensor<2>>,
 }
 
 #[derive(Module, Debug)]
@@ -122,16 +124,21 @@ impl Field {
     /// The work that depends only on the coordinates (grid lookups), done once for points that
     /// come back every step.
     pub fn prepare(&self, x: Tensor<2>) -> Prepared {
-        let grid = match &self.network {
-            Network::HashGrid(f) => Some(f.grid.lookup(x.clone())),
-            _ => None,
+        let (grid, encoded) = match &self.network {
+            Network::HashGrid(f) => (Some(f.grid.lookup(x.clone())), None),
+            // The Fourier frequencies are fixed, so the encoding depends only on the points.
+            Network::Fourier(f) => (None, Some(f.encode(x.clone()))),
+            _ => (None, None),
         };
-        Prepared { x, grid }
+        Prepared { x, grid, encoded }
     }
 
     pub fn forward_prepared(&self, input: &Prepared) -> Tensor<2> {
         let y = match (&self.network, &input.grid) {
-            (Network::Fourier(f), _) => f.forward(input.x.clone()),
+            (Network::Fourier(f), _) => match &input.encoded {
+                Some(encoded) => f.mlp.forward(encoded.clone()),
+                None => f.forward(input.x.clone()),
+            },
             (Network::Siren(f), _) => f.forward(input.x.clone()),
             (Network::HashGrid(f), Some(lookup)) => f.forward_lookup(lookup),
             (Network::HashGrid(f), None) => f.forward(input.x.clone()),
