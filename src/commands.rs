@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
@@ -233,7 +232,7 @@ fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
     let mut summary = run.read_summary().unwrap_or_else(|| serde_json::json!({}));
     summary["task"] = task.name().into();
     summary["model"] = config.model_name().into();
-    summary["params"] = field.num_params().into();
+    summary["params"] = field.trainable_params().into();
     for (k, v) in &metrics {
         summary[k] = (*v).into();
         println!("{k}: {v:.5}");

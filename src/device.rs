@@ -35,10 +35,52 @@ fn adapters(backends: wgpu::Backends) -> Vec<wgpu::AdapterInfo> {
         backends,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
+    let _quiet = QuietStderr::new();
     pollster_block_on(instance.enumerate_adapters(backends))
         .into_iter()
         .map(|a| a.get_info())
         .collect()
+}
+
+/// Mutes the process's stderr while it lives. Probing Vulkan drivers on a headless machine makes
+/// Mesa's Wayland client print "error: XDG_RUNTIME_DIR is invalid", which would read as if the
+/// run had failed. Our own errors are Rust values, so nothing of ours is lost.
+struct QuietStderr {
+    #[cfg(unix)]
+    saved: libc::c_int,
+}
+
+impl QuietStderr {
+    fn new() -> Self {
+        #[cfg(unix)]
+        // SAFETY: plain descriptor juggling on fd 2; restored in Drop.
+        unsafe {
+            let saved = libc::dup(2);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if saved >= 0 && null >= 0 {
+                libc::dup2(null, 2);
+            }
+            if null >= 0 {
+                libc::close(null);
+            }
+            return Self { saved };
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: restores the descriptor saved in `new`.
+        unsafe {
+            if self.saved >= 0 {
+                libc::dup2(self.saved, 2);
+                libc::close(self.saved);
+            }
+        }
+    }
 }
 
 /// wgpu's `enumerate_adapters` is async on every platform; native adapters resolve immediately.
@@ -63,9 +105,11 @@ fn init_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) ->
     if found.is_empty() {
         bail!("--device {label}: no {label} adapter was found; {NO_ADAPTER_HELP}");
     }
-    let (device, setup) = Device::wgpu_options()
-        .graphics_api(api)
-        .init_with_setup()
+    let started = {
+        let _quiet = QuietStderr::new();
+        Device::wgpu_options().graphics_api(api).init_with_setup()
+    };
+    let (device, setup) = started
         .map_err(|e| anyhow::anyhow!("--device {label}: could not start the GPU device ({e}); {NO_ADAPTER_HELP}"))?;
     let info = setup.adapter.get_info();
     let software = if is_real_gpu(&info) { "" } else { ", software" };
@@ -80,12 +124,14 @@ fn init_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) ->
 pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
-        DeviceChoice::Wgpu => init_wgpu(WgpuBackend::Auto, wgpu::Backends::all(), "wgpu"),
+        DeviceChoice::Wgpu => init_wgpu(WgpuBackend::Auto, wgpu::Backends::PRIMARY, "wgpu"),
         DeviceChoice::Vulkan => init_wgpu(WgpuBackend::Vulkan, wgpu::Backends::VULKAN, "vulkan"),
         DeviceChoice::Cuda => cuda(),
         DeviceChoice::Auto => {
-            if adapters(wgpu::Backends::all()).iter().any(is_real_gpu) {
-                init_wgpu(WgpuBackend::Auto, wgpu::Backends::all(), "wgpu")
+            // Vulkan, Metal and DX12 only: GL cannot run compute shaders, and probing EGL makes
+            // Mesa print errors on headless machines.
+            if adapters(wgpu::Backends::PRIMARY).iter().any(is_real_gpu) {
+                init_wgpu(WgpuBackend::Auto, wgpu::Backends::PRIMARY, "wgpu")
             } else {
                 Ok(cpu())
             }

@@ -51,7 +51,7 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
 
     let bar = if options.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} {per_sec} ETA {eta}")
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}")
             .expect("valid template"),
     );
     bar.set_prefix(format!("{} {}", task.name(), config.model_name()));
@@ -63,6 +63,7 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     let seconds_at_start = progress.train_seconds;
     let mut clock = Instant::now();
     let mut fixed_input: Option<Prepared> = None;
+    let mut rate_mark = (progress.step, Instant::now());
     for step in progress.step..total {
         let done = step + 1;
         let checkpoint_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done != total;
@@ -101,7 +102,9 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
                 "step": done, "seconds": round(seconds, 3), "loss": loss, "lr": t.lr * scale,
                 "train_psnr": round(psnr_from_mse(mse), 3),
             }))?;
-            bar.set_message(format!("loss {loss:.3e}  psnr {:.2} dB", psnr_from_mse(mse)));
+            let rate = (done - rate_mark.0) as f64 / rate_mark.1.elapsed().as_secs_f64().max(1e-9);
+            rate_mark = (done, Instant::now());
+            bar.set_message(format!("loss {loss:.3e}  psnr {:.2} dB  {rate:.1} steps/s", psnr_from_mse(mse)));
         }
         if eval_due || checkpoint_due || interrupted {
             progress.train_seconds += clock.elapsed().as_secs_f64();
