@@ -47,7 +47,7 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
-    pub device: Option<DeviceChoice>,
+    pub device: DeviceChoice,
     /// Folder that holds run directories.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -125,13 +125,11 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
             bail!("run {} has no checkpoint to resume from", dir.display());
         }
         let mut config = Config::load(&run.config_path(), &[])?;
-        config.resolve();
         if let Some(steps) = args.steps {
             if steps == 0 {
                 bail!("--steps must be at least 1");
             }
             config.train.steps = steps;
-            run.write_config(&config.to_toml()?)?;
         }
         (config, Some(run), String::new())
     } else {
@@ -151,17 +149,15 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     }
     // Check the inputs before any directory is made, so a typo leaves nothing behind.
     tasks::check_inputs(&config)?;
-    let device = device::select(args.device.unwrap_or(DeviceChoice::Auto))?;
+    let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
 
+    // Only now is anything written: a new run directory, or a resumed run's (possibly extended) config.
     let run = match run {
         Some(run) => run,
-        None => {
-            let run = RunDir::create(&args.out, args.name.as_deref(), &stem)?;
-            run.write_config(&config.to_toml()?)?;
-            run
-        }
+        None => RunDir::create(&args.out, args.name.as_deref(), &stem)?,
     };
+    run.write_config(&config.to_toml()?)?;
     eprintln!("run directory: {}", run.path.display());
 
     let interrupt = Arc::new(AtomicBool::new(false));

@@ -5,8 +5,9 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceChoice {
+    #[default]
     Auto,
     Wgpu,
     Vulkan,
