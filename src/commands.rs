@@ -228,7 +228,8 @@ fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
     let mut summary = run.read_summary().unwrap_or_else(|| serde_json::json!({}));
     summary["task"] = task.name().into();
     summary["model"] = config.model_name().into();
-    summary["params"] = field.trainable_params().into();
+    summary["params"] = field.param_count().into();
+    summary["trainable_params"] = field.trainable_params().into();
     for (k, v) in &metrics {
         summary[k] = (*v).into();
         println!("{k}: {v:.5}");

@@ -75,9 +75,61 @@ pub struct ModelConfig {
     pub log2_table_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_resolution: Option<usize>,
-    /// Finest level's resolution; 0 means the target's largest side.
+    /// Finest level's resolution; 0 means the target's largest side (NeuRBF: half of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finest_resolution: Option<usize>,
+    // NeuRBF.
+    /// Radial function: `ivq` (inverse quadric) | `gauss` | `tent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Kernel count; 0 derives it from `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<usize>,
+    /// Parameter budget (frozen kernel centres and shapes included) that sets the kernel count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<usize>,
+    /// Nearest kernels each point uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours: Option<usize>,
+    /// RBF feature channels (one sinusoid frequency each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbf_features: Option<usize>,
+    /// `[lowest, highest]` sinusoid frequency of the RBF channels, log-spaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbf_frequencies: Option<[f64; 2]>,
+    /// `[lowest, highest]` frequency of the decoder's residual sine, log-spaced over `width`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_frequencies: Option<[f64; 2]>,
+    /// `false`: the RBF channels use the kernel values without sinusoids (ablation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbf_sinusoids: Option<bool>,
+    /// `false`: no residual sine after the decoder's first layer (ablation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_sinusoids: Option<bool>,
+    /// Divide kernel values by their sum over the neighbours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kmeans_iterations: Option<usize>,
+    /// Cluster covariances are divided by this to widen the kernels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariance_alpha: Option<f64>,
+    // GNF.
+    /// Gaussian neurons in feature space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neurons: Option<usize>,
+    /// `dif-grid` | `hashgrid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// DiF-Grid: each level's cells per axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_resolutions: Option<Vec<usize>>,
+    /// DiF-Grid: each level's feature channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_channels: Option<Vec<usize>>,
+    /// DiF-Grid: how many times each level repeats along each axis (empty: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_tiles: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,10 +212,10 @@ impl Default for OutputConfig {
     }
 }
 
-pub const MODEL_KINDS: &[&str] = &["ffn", "siren", "hashgrid"];
+pub const MODEL_KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf", "gnf"];
 pub const TASK_KINDS: &[&str] = &["image"];
 const SCHEDULES: &[&str] = &["constant", "step", "cosine", "exponential"];
-const LOSSES: &[&str] = &["mse", "half_mse"];
+const LOSSES: &[&str] = &["mse", "half_mse", "l1"];
 
 impl Config {
     /// Read a config file, apply `--set` overrides, validate and resolve paths against its folder.
@@ -252,10 +304,27 @@ impl Config {
             ("model.frequencies", m.frequencies),
             ("model.levels", m.levels),
             ("model.features_per_level", m.features_per_level),
+            ("model.neighbours", m.neighbours),
+            ("model.rbf_features", m.rbf_features),
+            ("model.neurons", m.neurons),
         ] {
             if v == Some(0) {
                 bail!("{source}: {key} must be at least 1");
             }
+        }
+        if let Some(k) = &m.kernel {
+            check_choice(source, "model.kernel", k, crate::fields::neurbf::KernelKind::NAMES)?;
+        }
+        if let Some(e) = &m.encoder {
+            check_choice(source, "model.encoder", e, &["dif-grid", "hashgrid"])?;
+        }
+        for (key, range) in [("model.rbf_frequencies", m.rbf_frequencies), ("model.decoder_frequencies", m.decoder_frequencies)] {
+            if range.is_some_and(|[lo, hi]| !(lo > 0.0 && hi >= lo && hi.is_finite())) {
+                bail!("{source}: {key} must be [lowest, highest] with 0 < lowest <= highest");
+            }
+        }
+        if m.covariance_alpha.is_some_and(|a| !(a > 0.0 && a.is_finite())) {
+            bail!("{source}: model.covariance_alpha must be a positive number");
         }
         if m.log2_table_size.is_some_and(|l| !(3..=24).contains(&l)) {
             bail!("{source}: model.log2_table_size must be between 3 and 24");
@@ -273,69 +342,22 @@ impl Config {
 
     /// Fill every default that depends on the model kind, and drop keys the kind does not use.
     pub fn resolve(&mut self) -> Vec<String> {
+        let kind = self.model.kind.clone();
+        let (defaults, lr, grid_lr) = model_defaults(&kind);
+        let defaults: toml::Table = toml::from_str(defaults).expect("built-in model defaults are valid TOML");
+        let mut table = toml::Table::try_from(&self.model).expect("a model config serialises");
         let mut notes = Vec::new();
-        let m = &mut self.model;
-        let unused = |name: &str, set: bool, notes: &mut Vec<String>, kind: &str| {
-            if set {
-                notes.push(format!("model.{name} is not used by model.kind = \"{kind}\"; ignored"));
+        table.retain(|key, _| {
+            let used = key == "kind" || defaults.contains_key(key);
+            if !used {
+                notes.push(format!("model.{key} is not used by model.kind = \"{kind}\"; ignored"));
             }
-        };
-        let kind = m.kind.clone();
-        let (lr, grid_lr) = match kind.as_str() {
-            "ffn" => {
-                m.hidden_layers.get_or_insert(3);
-                m.width.get_or_insert(256);
-                m.output_activation.get_or_insert("sigmoid".into());
-                m.sigma.get_or_insert(10.0);
-                m.frequencies.get_or_insert(256);
-                for (n, s) in [("omega0", m.omega0.is_some()), ("hidden_omega", m.hidden_omega.is_some())] {
-                    unused(n, s, &mut notes, &kind);
-                }
-                m.omega0 = None;
-                m.hidden_omega = None;
-                clear_grid(m, &mut notes, &kind);
-                (1e-3, 1e-2)
-            }
-            "siren" => {
-                // First sine layer + 3 hidden sine layers + linear output, as in SIREN's image fits.
-                m.hidden_layers.get_or_insert(4);
-                m.width.get_or_insert(256);
-                m.output_activation.get_or_insert("none".into());
-                m.omega0.get_or_insert(30.0);
-                m.hidden_omega.get_or_insert(30.0);
-                for (n, s) in [("sigma", m.sigma.is_some()), ("frequencies", m.frequencies.is_some())] {
-                    unused(n, s, &mut notes, &kind);
-                }
-                m.sigma = None;
-                m.frequencies = None;
-                clear_grid(m, &mut notes, &kind);
-                (1e-4, 1e-2)
-            }
-            _ => {
-                // hashgrid: instant-ngp's image setup.
-                m.hidden_layers.get_or_insert(2);
-                m.width.get_or_insert(64);
-                m.output_activation.get_or_insert("none".into());
-                m.levels.get_or_insert(16);
-                m.features_per_level.get_or_insert(2);
-                m.log2_table_size.get_or_insert(19);
-                m.base_resolution.get_or_insert(16);
-                m.finest_resolution.get_or_insert(0);
-                for (n, s) in [
-                    ("sigma", m.sigma.is_some()),
-                    ("frequencies", m.frequencies.is_some()),
-                    ("omega0", m.omega0.is_some()),
-                    ("hidden_omega", m.hidden_omega.is_some()),
-                ] {
-                    unused(n, s, &mut notes, &kind);
-                }
-                m.sigma = None;
-                m.frequencies = None;
-                m.omega0 = None;
-                m.hidden_omega = None;
-                (1e-2, 1e-2)
-            }
-        };
+            used
+        });
+        for (key, value) in defaults {
+            table.entry(key).or_insert(value);
+        }
+        self.model = table.try_into().expect("defaults fit the model config");
         if self.train.lr == 0.0 {
             self.train.lr = lr;
         }
@@ -356,23 +378,68 @@ impl Config {
     }
 }
 
-fn clear_grid(m: &mut ModelConfig, notes: &mut Vec<String>, kind: &str) {
-    for (n, s) in [
-        ("levels", m.levels.is_some()),
-        ("features_per_level", m.features_per_level.is_some()),
-        ("log2_table_size", m.log2_table_size.is_some()),
-        ("base_resolution", m.base_resolution.is_some()),
-        ("finest_resolution", m.finest_resolution.is_some()),
-    ] {
-        if s {
-            notes.push(format!("model.{n} is not used by model.kind = \"{kind}\"; ignored"));
-        }
+/// Every key a model kind uses, with its default, and the kind's default learning rates
+/// (network, grid).
+fn model_defaults(kind: &str) -> (&'static str, f64, f64) {
+    match kind {
+        "ffn" => (
+            "hidden_layers = 3\nwidth = 256\noutput_activation = \"sigmoid\"\nsigma = 10.0\nfrequencies = 256",
+            1e-3,
+            1e-2,
+        ),
+        // First sine layer + 3 hidden sine layers + linear output, as in SIREN's image fits.
+        "siren" => ("hidden_layers = 4\nwidth = 256\noutput_activation = \"none\"\nomega0 = 30.0\nhidden_omega = 30.0", 1e-4, 1e-2),
+        // NeuRBF's image setup (DIV2K script): ivq kernels, k = 4, 32 channels from 2^-3 to
+        // 2^12, a 2-level x 2-feature grid, a 64-wide decoder with residual sine over [1, 1000].
+        "neurbf" => (
+            r#"hidden_layers = 2
+width = 64
+output_activation = "none"
+kernel = "ivq"
+kernels = 0
+params = 72000
+neighbours = 4
+rbf_features = 32
+rbf_frequencies = [0.125, 4096.0]
+decoder_frequencies = [1.0, 1000.0]
+rbf_sinusoids = true
+decoder_sinusoids = true
+normalize = true
+kmeans_iterations = 10
+covariance_alpha = 0.5
+levels = 2
+features_per_level = 2
+log2_table_size = 24
+base_resolution = 16
+finest_resolution = 0"#,
+            1e-2,
+            5e-3,
+        ),
+        // GNF's released image setup: 64 neurons over a 6-level DiF-Grid (about 106K parameters
+        // in 2-D), each level once over the domain.
+        "gnf" => (
+            r#"output_activation = "none"
+neurons = 64
+encoder = "dif-grid"
+grid_resolutions = [32, 51, 70, 89, 108, 128]
+grid_channels = [4, 4, 4, 2, 2, 2]
+grid_tiles = []
+levels = 16
+features_per_level = 2
+log2_table_size = 19
+base_resolution = 16
+finest_resolution = 0"#,
+            1e-2,
+            1e-2,
+        ),
+        // hashgrid: instant-ngp's image setup.
+        _ => (
+            "hidden_layers = 2\nwidth = 64\noutput_activation = \"none\"\nlevels = 16\nfeatures_per_level = 2\n\
+             log2_table_size = 19\nbase_resolution = 16\nfinest_resolution = 0",
+            1e-2,
+            1e-2,
+        ),
     }
-    m.levels = None;
-    m.features_per_level = None;
-    m.log2_table_size = None;
-    m.base_resolution = None;
-    m.finest_resolution = None;
 }
 
 fn check_choice(source: &str, key: &str, value: &str, choices: &[&str]) -> Result<()> {

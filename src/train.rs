@@ -47,7 +47,7 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     }
     let t = &config.train;
     let total = t.steps;
-    let params = field.trainable_params();
+    let params = (field.param_count(), field.trainable_params());
 
     let bar = if options.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
@@ -58,7 +58,12 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     bar.set_position(progress.step);
     bar.enable_steady_tick(Duration::from_millis(500));
 
-    let half = t.loss == "half_mse";
+    // The training PSNR follows from the loss when the loss is a squared error.
+    let mse_of_loss = |loss: f64| match t.loss.as_str() {
+        "half_mse" => Some(2.0 * loss),
+        "mse" => Some(loss),
+        _ => None,
+    };
     let steps_at_start = progress.step;
     let seconds_at_start = progress.train_seconds;
     let mut clock = Instant::now();
@@ -96,15 +101,16 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
                     run.checkpoint_path().display()
                 );
             }
-            let mse = if half { 2.0 * loss } else { loss };
+            let train_psnr = mse_of_loss(loss).map(|mse| round(psnr_from_mse(mse), 3));
             let seconds = progress.train_seconds + clock.elapsed().as_secs_f64();
             run.log_metrics(&json!({
                 "step": done, "seconds": round(seconds, 3), "loss": loss, "lr": t.lr * scale,
-                "train_psnr": round(psnr_from_mse(mse), 3),
+                "train_psnr": train_psnr,
             }))?;
             let rate = (done - rate_mark.0) as f64 / rate_mark.1.elapsed().as_secs_f64().max(1e-9);
             rate_mark = (done, Instant::now());
-            bar.set_message(format!("loss {loss:.3e}  psnr {:.2} dB  {rate:.1} steps/s", psnr_from_mse(mse)));
+            let psnr_text = train_psnr.map(|p| format!("  psnr {p:.2} dB")).unwrap_or_default();
+            bar.set_message(format!("loss {loss:.3e}{psnr_text}  {rate:.1} steps/s"));
         }
         if eval_due || checkpoint_due || interrupted {
             progress.train_seconds += clock.elapsed().as_secs_f64();
@@ -154,7 +160,7 @@ pub fn summary(
     config: &Config,
     task: &str,
     device: &SelectedDevice,
-    params: usize,
+    (params, trainable_params): (usize, usize),
     progress: &Progress,
     steps_per_second: f64,
     metrics: &Metrics,
@@ -166,6 +172,7 @@ pub fn summary(
         "device_name": device.description,
         "steps": progress.step,
         "params": params,
+        "trainable_params": trainable_params,
         "train_seconds": round(progress.train_seconds, 3),
         "steps_per_second": round(steps_per_second, 3),
     });

@@ -63,6 +63,66 @@ fn hashgrid_fits_a_small_image_and_writes_the_run_directory() {
     assert_clean_error(&r, &["--orbit"]);
 }
 
+/// NeuRBF (150 kernels placed by K-Means) must fit the small photo past a PSNR threshold, lose
+/// clearly without its sinusoid composition, and come back from its checkpoint exactly: `eval`
+/// rebuilds the field without K-Means and must get the trained centres from the checkpoint, and
+/// `render` at 2x finds neighbours for points it never trained on.
+#[test]
+fn neurbf_fits_a_small_image_and_needs_its_sinusoids() {
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    let mut full = small_run("configs/image/neurbf.toml", out, "full", "300");
+    full.extend(["--set", "model.kernels=150"]);
+    let o = run(&full);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = run_dir(&o);
+    let s = summary(&dir);
+    let psnr = s["psnr"].as_f64().unwrap();
+    assert!(psnr > 38.0, "NeuRBF PSNR {psnr}");
+    // Budget accounting: frozen centres (2) and shapes (3) per kernel count in params only.
+    assert_eq!(s["params"].as_u64().unwrap() - s["trainable_params"].as_u64().unwrap(), 150 * 5);
+
+    let mut plain = small_run("configs/image/neurbf.toml", out, "plain", "300");
+    plain.extend(["--set", "model.kernels=150", "--set", "model.rbf_sinusoids=false", "--set", "model.decoder_sinusoids=false"]);
+    let o = run(&plain);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let without = summary(&run_dir(&o))["psnr"].as_f64().unwrap();
+    assert!(psnr - without > 2.0, "with sinusoids {psnr} dB, without {without} dB");
+
+    let e = run(&["eval", dir.to_str().unwrap(), "--device", "cpu"]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    assert!((summary(&dir)["psnr"].as_f64().unwrap() - psnr).abs() < 1e-3, "eval must reproduce the trained field");
+    let r = run(&["render", dir.to_str().unwrap(), "--size", "128x96", "--device", "cpu"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    // The 2x render, box-filtered back down, must still look like the photo.
+    let big = image::open(dir.join("renders/image-128x96.png")).unwrap().to_rgb8();
+    let target = image::open(asset("test/coffee-64x48-rgb8.png")).unwrap().to_rgb8();
+    let mut se = 0.0f64;
+    for (x, y, p) in target.enumerate_pixels() {
+        for c in 0..3 {
+            let mean: f64 = [(0, 0), (1, 0), (0, 1), (1, 1)].iter().map(|(dx, dy)| big.get_pixel(2 * x + dx, 2 * y + dy)[c] as f64).sum::<f64>() / 4.0;
+            se += ((mean - p[c] as f64) / 255.0).powi(2);
+        }
+    }
+    let downsampled_psnr = -10.0 * (se / (64.0 * 48.0 * 3.0)).log10();
+    assert!(downsampled_psnr > 27.0, "2x render averaged back down: {downsampled_psnr} dB");
+}
+
+/// GNF: Gaussian neurons over small grids must fit the small photo past a PSNR threshold.
+#[test]
+fn gnf_fits_a_small_image() {
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    let mut args = small_run("configs/image/gnf.toml", out, "gnf", "300");
+    args.extend(["--set", "model.grid_resolutions=[8,12,16]", "--set", "model.grid_channels=[2,2,2]"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&run_dir(&o));
+    assert_eq!(s["params"], 2 * (64 + 144 + 256) + 2 * 64 * 6 + 64 * 3 + 3);
+    let psnr = s["psnr"].as_f64().unwrap();
+    assert!(psnr > 30.0, "GNF PSNR {psnr}");
+}
+
 /// Every config in configs/ parses and trains a few steps, so none rots.
 #[test]
 fn every_config_trains_a_few_steps() {

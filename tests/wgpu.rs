@@ -79,3 +79,49 @@ fn hash_grid_gradient_on_wgpu_matches_cpu() {
         assert!((a - b).abs() < 1e-3 * (1.0 + a.abs()), "gradient of row {} differs: {a} vs {b}", i / 2);
     }
 }
+
+/// NeuRBF's forward and its kernel-feature gradient on wgpu (gathers) equal the CPU's (selects)
+/// past 65,535 neighbour rows: 19,200 points x 4 neighbours.
+#[test]
+fn neurbf_gradient_on_wgpu_matches_cpu() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use nfield::config::Config;
+    use nfield::device::{DeviceChoice, select};
+    use nfield::fields::{Field, Network};
+    use nfield::tasks::image::{image_field_spec, sobel_importance};
+
+    let Ok(gpu) = select(DeviceChoice::Wgpu) else {
+        assert!(std::env::var("CI").is_err(), "CI must have a wgpu adapter (mesa-vulkan-drivers)");
+        eprintln!("skipping: no wgpu adapter");
+        return;
+    };
+    let mut config = Config::load(&repo().join("configs/image/neurbf.toml"), &["model.kernels=200".into()]).unwrap();
+    config.resolve();
+    let image = nfield::data::image::Image::load(&asset("test/coffee-64x48-rgb8.png")).unwrap();
+    let spec = nfield::fields::FieldSpec { importance: Some(std::sync::Arc::new(sobel_importance(&image))), ..image_field_spec(&image) };
+    let points = nfield::data::image::Image::pixel_centres(160, 120);
+    let mut outputs = Vec::new();
+    for device in [Device::flex().autodiff(), gpu.device.autodiff()] {
+        let field = Field::new(&config.model, &spec, 5, &device).unwrap();
+        let x = Tensor::<2>::from_data(TensorData::new(points.clone(), [160 * 120, 2]), &device);
+        let y = field.forward(x);
+        let weights = Tensor::<2>::from_data(
+            TensorData::new((0..y.shape().num_elements()).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>(), y.dims()),
+            &device,
+        );
+        let grads = (y.clone() * weights).sum().backward();
+        let Network::NeuRbf(rbf) = &field.network else { unreachable!() };
+        let grad = rbf.kernel_features.val().grad(&grads).expect("kernel feature gradient");
+        let f: Vec<f32> = y.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let g: Vec<f32> = grad.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        outputs.push((f, g));
+    }
+    let (cpu, wgpu) = (&outputs[0], &outputs[1]);
+    for (a, b) in cpu.0.iter().zip(&wgpu.0) {
+        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "outputs differ: {a} vs {b}");
+    }
+    let scale = cpu.1.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in cpu.1.iter().zip(&wgpu.1).enumerate() {
+        assert!((a - b).abs() < 1e-3 * scale, "gradient of kernel {} differs: {a} vs {b}", i / 32);
+    }
+}

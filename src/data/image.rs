@@ -96,6 +96,28 @@ impl Image {
         }
         coords
     }
+
+    /// Per-pixel gradient magnitude: Sobel filters normalised by 1/8 (kornia's), replicate
+    /// padding, the L2 norm over every channel's x and y derivative. Row-major `[height, width]`.
+    pub fn sobel_magnitude(&self) -> Vec<f32> {
+        let (w, h, c) = (self.width as isize, self.height as isize, self.channels);
+        let at = |x: isize, y: isize, ch: usize| self.pixels[((y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize) * c + ch];
+        let mut out = Vec::with_capacity((w * h) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = 0.0f32;
+                for ch in 0..c {
+                    let column = |x| at(x, y - 1, ch) + 2.0 * at(x, y, ch) + at(x, y + 1, ch);
+                    let row = |y| at(x - 1, y, ch) + 2.0 * at(x, y, ch) + at(x + 1, y, ch);
+                    let gx = (column(x + 1) - column(x - 1)) / 8.0;
+                    let gy = (row(y + 1) - row(y - 1)) / 8.0;
+                    sum += gx * gx + gy * gy;
+                }
+                out.push(sum.sqrt());
+            }
+        }
+        out
+    }
 }
 
 fn to_unit<T: Copy + Into<f32>>(raw: &[T], max: f32) -> Vec<f32> {
@@ -155,4 +177,26 @@ fn expand_to_rgb(pixels: &[f32], channels: usize) -> Vec<f32> {
 
 fn linear_to_srgb(v: f32) -> f32 {
     if v <= 0.003_130_8 { 12.92 * v } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A horizontal ramp of slope 1/w per pixel: kornia's normalised Sobel gives 1/w per channel
+    /// in x and 0 in y inside; replicate padding halves it on the left and right columns.
+    #[test]
+    fn sobel_of_a_ramp() {
+        let (w, h, c) = (8usize, 5usize, 3usize);
+        let pixels = (0..h).flat_map(|_| (0..w).flat_map(move |x| std::iter::repeat_n(x as f32 / w as f32, c))).collect();
+        let image = Image { width: w, height: h, channels: c, pixels, format: SampleFormat::U8, source: PathBuf::new() };
+        let g = image.sobel_magnitude();
+        let inside = (c as f32).sqrt() / w as f32;
+        for y in 0..h {
+            for x in 0..w {
+                let want = if x == 0 || x == w - 1 { inside / 2.0 } else { inside };
+                assert!((g[y * w + x] - want).abs() < 1e-6, "({x}, {y}): {} vs {want}", g[y * w + x]);
+            }
+        }
+    }
 }

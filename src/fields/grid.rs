@@ -36,20 +36,26 @@ pub fn level_resolutions(levels: usize, base: usize, finest: usize) -> Vec<usize
     (0..levels).map(|l| (base as f64 * growth.powi(l as i32) - 1e-9).ceil() as usize).collect()
 }
 
+/// Each level's first row in the stacked table, whether it is dense, and the total row count.
+fn layout(dims: usize, resolutions: &[usize], log2_table_size: u32) -> (Vec<usize>, Vec<bool>, usize) {
+    let table_size = 1usize << log2_table_size;
+    let mut offsets = Vec::with_capacity(resolutions.len());
+    let mut dense = Vec::with_capacity(resolutions.len());
+    let mut total = 0;
+    for &res in resolutions {
+        let vertices = res.checked_pow(dims as u32).unwrap_or(usize::MAX);
+        offsets.push(total);
+        dense.push(vertices <= table_size);
+        total += vertices.min(table_size);
+    }
+    (offsets, dense, total)
+}
+
 impl HashGrid {
     pub fn new(dims: usize, levels: usize, features: usize, log2_table_size: u32, base: usize, finest: usize, rng: &mut StdRng, device: &Device) -> Self {
         assert!(dims == 2 || dims == 3, "hash grids are 2-D or 3-D");
-        let table_size = 1usize << log2_table_size;
         let resolutions = level_resolutions(levels, base, finest);
-        let mut offsets = Vec::with_capacity(levels);
-        let mut dense = Vec::with_capacity(levels);
-        let mut total = 0;
-        for &res in &resolutions {
-            let vertices = res.checked_pow(dims as u32).unwrap_or(usize::MAX);
-            offsets.push(total);
-            dense.push(vertices <= table_size);
-            total += vertices.min(table_size);
-        }
+        let (offsets, dense, total) = layout(dims, &resolutions, log2_table_size);
         // instant-ngp's initialisation: tiny uniform values.
         let table = uniform_tensor([total, features], 1e-4, rng, device);
         Self {
@@ -61,6 +67,11 @@ impl HashGrid {
             offsets,
             dense,
         }
+    }
+
+    /// Table rows a grid of this size has (its parameters are this times the features).
+    pub fn entry_count(dims: usize, levels: usize, log2_table_size: u32, base: usize, finest: usize) -> usize {
+        layout(dims, &level_resolutions(levels, base, finest), log2_table_size).2
     }
 
     pub fn output_dim(&self) -> usize {

@@ -4,9 +4,15 @@
 //! how many inputs and outputs it needs and what resolution the signal has.
 
 pub mod fourier;
+pub mod gnf;
 pub mod grid;
+pub mod kmeans;
+pub mod knn;
 pub mod mlp;
+pub mod neurbf;
 pub mod siren;
+
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use burn::module::Module;
@@ -22,15 +28,24 @@ pub struct FieldSpec {
     pub d_out: usize,
     /// The signal's largest resolution along any axis (pixels for images); grids use it.
     pub resolution: usize,
+    /// Samples along each input axis (`[width, height]` for images), for fields that need the
+    /// signal's aspect ratio.
+    pub shape: Vec<usize>,
+    /// The target's points weighted by detail, for fields that place kernels adaptively
+    /// (NeuRBF). `None` when a checkpoint will supply the field's values.
+    pub importance: Option<Arc<kmeans::WeightedPoints>>,
 }
 
 /// Coordinates plus whatever a field derives from them alone.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub x: Tensor<2>,
-    pub grid: Option<grid::GridLookup>,
+    /// Grid lookups, one per grid the field reads.
+    pub grids: Vec<grid::GridLookup>,
     /// A fixed (untrained) input encoding.
     pub encoded: Option<Tensor<2>>,
+    /// NeuRBF's neighbours and basis values.
+    pub rbf: Option<neurbf::RbfBasis>,
 }
 
 #[derive(Module, Debug)]
@@ -38,6 +53,8 @@ pub enum Network {
     Fourier(fourier::FourierField),
     Siren(siren::Siren),
     HashGrid(grid::HashGridField),
+    NeuRbf(neurbf::NeuRbf),
+    Gnf(gnf::Gnf),
 }
 
 #[derive(Module, Debug)]
@@ -54,9 +71,11 @@ pub enum ParamGroup {
 }
 
 impl ParamGroup {
-    /// Decided by the parameter's path in the module tree (`network.HashGrid.grid.table`).
+    /// Decided by the parameter's path in the module tree (`network.HashGrid.grid.table`):
+    /// grid tables and NeuRBF's per-kernel features and feature bias are "grid" parameters.
     pub fn of(path: &str) -> Self {
-        if path.split('.').any(|p| p == "grid" || p == "table") { Self::Grid } else { Self::Network }
+        const GRID: &[&str] = &["grid", "table", "kernel_features", "feature_bias"];
+        if path.split('.').any(|p| GRID.contains(&p)) { Self::Grid } else { Self::Network }
     }
 }
 
@@ -65,24 +84,25 @@ impl Field {
     pub fn new(config: &ModelConfig, spec: &FieldSpec, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
         let get = |v: Option<usize>, key: &str| v.ok_or_else(|| anyhow::anyhow!("model.{key} is not set"));
-        let width = get(config.width, "width")?;
-        let hidden = get(config.hidden_layers, "hidden_layers")?;
+        // GNF has no MLP: only the other kinds need these.
+        let width = || get(config.width, "width");
+        let hidden = || get(config.hidden_layers, "hidden_layers");
         let network = match config.kind.as_str() {
             "ffn" => Network::Fourier(fourier::FourierField::new(
                 spec.d_in,
                 spec.d_out,
                 config.sigma.unwrap_or(10.0),
                 get(config.frequencies, "frequencies")?,
-                width,
-                hidden,
+                width()?,
+                hidden()?,
                 &mut rng,
                 device,
             )),
             "siren" => Network::Siren(siren::Siren::new(
                 spec.d_in,
                 spec.d_out,
-                width,
-                hidden,
+                width()?,
+                hidden()?,
                 config.omega0.unwrap_or(30.0),
                 config.hidden_omega.unwrap_or(30.0),
                 &mut rng,
@@ -104,12 +124,20 @@ impl Field {
                     config.log2_table_size.unwrap_or(19),
                     config.base_resolution.unwrap_or(16),
                     finest,
-                    width,
-                    hidden,
+                    width()?,
+                    hidden()?,
                     &mut rng,
                     device,
                 ))
             }
+            "neurbf" => Network::NeuRbf(neurbf::NeuRbf::new(
+                spec,
+                &neurbf_options(config, spec)?,
+                spec.importance.as_deref(),
+                &mut rng,
+                device,
+            )?),
+            "gnf" => Network::Gnf(gnf::Gnf::new(spec, &gnf_options(config)?, &mut rng, device)?),
             other => bail!("model.kind = \"{other}\" is not a field nfield knows"),
         };
         let sigmoid_output = config.output_activation.as_deref() == Some("sigmoid");
@@ -124,34 +152,107 @@ impl Field {
     /// The work that depends only on the coordinates (grid lookups), done once for points that
     /// come back every step.
     pub fn prepare(&self, x: Tensor<2>) -> Prepared {
-        let (grid, encoded) = match &self.network {
-            Network::HashGrid(f) => (Some(f.grid.lookup(x.clone())), None),
+        let mut prepared = Prepared { x: x.clone(), grids: Vec::new(), encoded: None, rbf: None };
+        match &self.network {
+            Network::HashGrid(f) => prepared.grids.push(f.grid.lookup(x)),
             // The Fourier frequencies are fixed, so the encoding depends only on the points.
-            Network::Fourier(f) => (None, Some(f.encode(x.clone()))),
-            _ => (None, None),
-        };
-        Prepared { x, grid, encoded }
+            Network::Fourier(f) => prepared.encoded = Some(f.encode(x)),
+            // Kernels are frozen, so neighbours and basis values are fixed too.
+            Network::NeuRbf(f) => {
+                prepared.grids.push(f.grid_lookup(x.clone()));
+                prepared.rbf = Some(f.basis(x));
+            }
+            Network::Gnf(f) => prepared.grids = f.lookups(x),
+            Network::Siren(_) => {}
+        }
+        prepared
     }
 
     pub fn forward_prepared(&self, input: &Prepared) -> Tensor<2> {
-        let y = match (&self.network, &input.grid) {
-            (Network::Fourier(f), _) => match &input.encoded {
+        let y = match &self.network {
+            Network::Fourier(f) => match &input.encoded {
                 Some(encoded) => f.mlp.forward(encoded.clone()),
                 None => f.forward(input.x.clone()),
             },
-            (Network::Siren(f), _) => f.forward(input.x.clone()),
-            (Network::HashGrid(f), Some(lookup)) => f.forward_lookup(lookup),
-            (Network::HashGrid(f), None) => f.forward(input.x.clone()),
+            Network::Siren(f) => f.forward(input.x.clone()),
+            Network::HashGrid(f) => match input.grids.first() {
+                Some(lookup) => f.forward_lookup(lookup),
+                None => f.forward(input.x.clone()),
+            },
+            Network::NeuRbf(f) => match (input.grids.first(), &input.rbf) {
+                (Some(lookup), Some(basis)) => f.forward_basis(lookup, basis),
+                _ => f.forward(input.x.clone()),
+            },
+            Network::Gnf(f) => {
+                if input.grids.is_empty() { f.forward(input.x.clone()) } else { f.forward_lookups(&input.grids) }
+            }
         };
         if self.sigmoid_output { sigmoid(y) } else { y }
     }
 
-    /// Trainable parameter count (fixed tensors such as Fourier frequencies are not counted).
+    /// Trainable parameter count (fixed tensors such as Fourier frequencies and NeuRBF's frozen
+    /// kernel centres and shapes are not counted).
     pub fn trainable_params(&self) -> usize {
-        let fixed = match &self.network {
-            Network::Fourier(f) => f.frequencies.val().shape().num_elements(),
-            _ => 0,
-        };
-        self.num_params() - fixed
+        self.param_count() - self.frozen_params()
     }
+
+    /// The parameter count papers report: NeuRBF counts its frozen centres and shapes (its
+    /// budget rule does), Fourier features do not count their random frequencies.
+    pub fn param_count(&self) -> usize {
+        match &self.network {
+            Network::Fourier(f) => self.num_params() - f.frequencies.val().shape().num_elements(),
+            _ => self.num_params(),
+        }
+    }
+
+    fn frozen_params(&self) -> usize {
+        match &self.network {
+            Network::NeuRbf(f) => f.centres.val().shape().num_elements() + f.shapes.val().shape().num_elements(),
+            _ => 0,
+        }
+    }
+}
+
+fn neurbf_options(config: &ModelConfig, spec: &FieldSpec) -> Result<neurbf::NeuRbfOptions> {
+    let need = |key: &str| anyhow::anyhow!("model.{key} is not set");
+    let finest = match config.finest_resolution {
+        Some(0) | None => (spec.resolution / 2).max(2),
+        Some(r) => r,
+    };
+    Ok(neurbf::NeuRbfOptions {
+        kernel: neurbf::KernelKind::parse(config.kernel.as_deref().ok_or_else(|| need("kernel"))?)?,
+        kernels: config.kernels.unwrap_or(0),
+        params: config.params.unwrap_or(0),
+        neighbours: config.neighbours.ok_or_else(|| need("neighbours"))?,
+        rbf_features: config.rbf_features.ok_or_else(|| need("rbf_features"))?,
+        rbf_frequencies: config.rbf_frequencies.ok_or_else(|| need("rbf_frequencies"))?,
+        decoder_frequencies: config.decoder_frequencies.ok_or_else(|| need("decoder_frequencies"))?,
+        rbf_sinusoids: config.rbf_sinusoids.unwrap_or(true),
+        decoder_sinusoids: config.decoder_sinusoids.unwrap_or(true),
+        normalize: config.normalize.unwrap_or(true),
+        kmeans_iterations: config.kmeans_iterations.unwrap_or(10),
+        covariance_alpha: config.covariance_alpha.unwrap_or(0.5),
+        grid_levels: config.levels.ok_or_else(|| need("levels"))?,
+        grid_features: config.features_per_level.ok_or_else(|| need("features_per_level"))?,
+        grid_log2_table_size: config.log2_table_size.unwrap_or(24),
+        grid_base: config.base_resolution.unwrap_or(16),
+        grid_finest: finest,
+        width: config.width.ok_or_else(|| need("width"))?,
+        hidden_layers: config.hidden_layers.ok_or_else(|| need("hidden_layers"))?,
+    })
+}
+
+fn gnf_options(config: &ModelConfig) -> Result<gnf::GnfOptions> {
+    Ok(gnf::GnfOptions {
+        neurons: config.neurons.ok_or_else(|| anyhow::anyhow!("model.neurons is not set"))?,
+        encoder: config.encoder.clone().unwrap_or_else(|| "dif-grid".into()),
+        grid_resolutions: config.grid_resolutions.clone().unwrap_or_default(),
+        grid_channels: config.grid_channels.clone().unwrap_or_default(),
+        grid_tiles: config.grid_tiles.clone().unwrap_or_default(),
+        levels: config.levels.unwrap_or(16),
+        features_per_level: config.features_per_level.unwrap_or(2),
+        log2_table_size: config.log2_table_size.unwrap_or(19),
+        base_resolution: config.base_resolution.unwrap_or(16),
+        finest_resolution: config.finest_resolution.unwrap_or(0),
+    })
 }

@@ -1,6 +1,7 @@
 //! Image fitting: the field maps pixel positions in `[0, 1]^2` to the pixel's channels.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -9,6 +10,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use super::{Batch, Metrics, Task};
 use crate::config::Config;
 use crate::data::image::{self, Image};
+use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
 use crate::metrics;
 use crate::render::render_image;
@@ -18,7 +20,7 @@ pub struct ImageTask {
     coords: Tensor<2>,
     targets: Tensor<2>,
     batch_size: usize,
-    half_mse: bool,
+    loss: String,
     chunk: usize,
 }
 
@@ -33,7 +35,7 @@ impl ImageTask {
             coords,
             targets,
             batch_size: config.task.batch_size,
-            half_mse: config.train.loss == "half_mse",
+            loss: config.train.loss.clone(),
             chunk: config.eval.chunk_size,
         })
     }
@@ -45,7 +47,19 @@ impl ImageTask {
 
 /// Pixel positions in, the image's channels out.
 pub fn image_field_spec(image: &Image) -> FieldSpec {
-    FieldSpec { d_in: 2, d_out: image.channels, resolution: image.width.max(image.height) }
+    FieldSpec {
+        d_in: 2,
+        d_out: image.channels,
+        resolution: image.width.max(image.height),
+        shape: vec![image.width, image.height],
+        importance: None,
+    }
+}
+
+/// Every pixel centre, weighted by the image's Sobel gradient magnitude (NeuRBF's kernel
+/// placement for images).
+pub fn sobel_importance(image: &Image) -> WeightedPoints {
+    WeightedPoints { dims: 2, points: Image::pixel_centres(image.width, image.height), weights: image.sobel_magnitude() }
 }
 
 impl Task for ImageTask {
@@ -54,7 +68,7 @@ impl Task for ImageTask {
     }
 
     fn field_spec(&self) -> FieldSpec {
-        image_field_spec(&self.image)
+        FieldSpec { importance: Some(Arc::new(sobel_importance(&self.image))), ..image_field_spec(&self.image) }
     }
 
     fn batch(&self, step: u64, seed: u64) -> Batch {
@@ -73,8 +87,12 @@ impl Task for ImageTask {
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-        let mse = (outputs - targets).square().mean();
-        if self.half_mse { mse * 0.5 } else { mse }
+        let error = outputs - targets;
+        match self.loss.as_str() {
+            "l1" => error.abs().mean(),
+            "half_mse" => error.square().mean() * 0.5,
+            _ => error.square().mean(),
+        }
     }
 
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {
