@@ -222,8 +222,10 @@ impl Config {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, &path.display().to_string(), base, overrides)
+        // Absolute, so the run directory's copy of the config still finds the target.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        Self::parse(&text, &path.display().to_string(), &base, overrides)
     }
 
     /// The compiled-in default experiment; its paths resolve against the repository's `configs/`.

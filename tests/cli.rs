@@ -63,31 +63,32 @@ fn hashgrid_fits_a_small_image_and_writes_the_run_directory() {
     assert_clean_error(&r, &["--orbit"]);
 }
 
-/// NeuRBF (150 kernels placed by K-Means) must fit the small photo past a PSNR threshold, lose
-/// clearly without its sinusoid composition, and come back from its checkpoint exactly: `eval`
+/// NeuRBF (150 kernels placed by K-Means) must fit the small photo past a PSNR threshold (46-47
+/// dB over seeds), lose clearly without its sinusoid composition (about 38 dB), and come back from its checkpoint exactly: `eval`
 /// rebuilds the field without K-Means and must get the trained centres from the checkpoint, and
 /// `render` at 2x finds neighbours for points it never trained on.
 #[test]
 fn neurbf_fits_a_small_image_and_needs_its_sinusoids() {
     let t = tmp();
     let out = t.path().to_str().unwrap();
-    let mut full = small_run("configs/image/neurbf.toml", out, "full", "300");
+    // 500 steps: past the early phase where the PSNR still swings by seeds (about +-2 dB at 300).
+    let mut full = small_run("configs/image/neurbf.toml", out, "full", "500");
     full.extend(["--set", "model.kernels=150"]);
     let o = run(&full);
     assert!(o.status.success(), "{}", stderr(&o));
     let dir = run_dir(&o);
     let s = summary(&dir);
     let psnr = s["psnr"].as_f64().unwrap();
-    assert!(psnr > 38.0, "NeuRBF PSNR {psnr}");
+    assert!(psnr > 44.0, "NeuRBF PSNR {psnr}");
     // Budget accounting: frozen centres (2) and shapes (3) per kernel count in params only.
     assert_eq!(s["params"].as_u64().unwrap() - s["trainable_params"].as_u64().unwrap(), 150 * 5);
 
-    let mut plain = small_run("configs/image/neurbf.toml", out, "plain", "300");
+    let mut plain = small_run("configs/image/neurbf.toml", out, "plain", "500");
     plain.extend(["--set", "model.kernels=150", "--set", "model.rbf_sinusoids=false", "--set", "model.decoder_sinusoids=false"]);
     let o = run(&plain);
     assert!(o.status.success(), "{}", stderr(&o));
     let without = summary(&run_dir(&o))["psnr"].as_f64().unwrap();
-    assert!(psnr - without > 2.0, "with sinusoids {psnr} dB, without {without} dB");
+    assert!(psnr - without > 5.0, "with sinusoids {psnr} dB, without {without} dB");
 
     let e = run(&["eval", dir.to_str().unwrap(), "--device", "cpu"]);
     assert!(e.status.success(), "{}", stderr(&e));
@@ -121,6 +122,19 @@ fn gnf_fits_a_small_image() {
     assert_eq!(s["params"], 2 * (64 + 144 + 256) + 2 * 64 * 6 + 64 * 3 + 3);
     let psnr = s["psnr"].as_f64().unwrap();
     assert!(psnr > 30.0, "GNF PSNR {psnr}");
+}
+
+/// A config named by a relative path, whose target is relative to the config: the run
+/// directory's copy must still find the target, so `eval` works afterwards.
+#[test]
+fn a_run_from_a_relative_config_path_can_be_evaluated() {
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    let o = run(&["train", "configs/image/neurbf.toml", "--device", "cpu", "--out", out, "--name", "rel", "--steps", "2",
+        "--quiet", "--set", "task.crop=[64,48]", "--set", "model.kernels=50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = run(&["eval", run_dir(&o).to_str().unwrap(), "--device", "cpu"]);
+    assert!(e.status.success(), "{}", stderr(&e));
 }
 
 /// Every config in configs/ parses and trains a few steps, so none rots.

@@ -43,15 +43,10 @@ fn wgpu_matches_cpu_and_missing_adapter_is_explained() {
 #[test]
 fn hash_grid_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
-    use nfield::device::{DeviceChoice, select};
     use nfield::fields::grid::HashGrid;
     use rand::SeedableRng;
 
-    let Ok(gpu) = select(DeviceChoice::Wgpu) else {
-        assert!(std::env::var("CI").is_err(), "CI must have a wgpu adapter (mesa-vulkan-drivers)");
-        eprintln!("skipping: no wgpu adapter");
-        return;
-    };
+    let Some(gpu) = wgpu_device() else { return };
     let points = nfield::data::image::Image::pixel_centres(64, 48);
     let mut outputs = Vec::new();
     for device in [Device::flex().autodiff(), gpu.device.autodiff()] {
@@ -86,15 +81,10 @@ fn hash_grid_gradient_on_wgpu_matches_cpu() {
 fn neurbf_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
     use nfield::config::Config;
-    use nfield::device::{DeviceChoice, select};
     use nfield::fields::{Field, Network};
     use nfield::tasks::image::{image_field_spec, sobel_importance};
 
-    let Ok(gpu) = select(DeviceChoice::Wgpu) else {
-        assert!(std::env::var("CI").is_err(), "CI must have a wgpu adapter (mesa-vulkan-drivers)");
-        eprintln!("skipping: no wgpu adapter");
-        return;
-    };
+    let Some(gpu) = wgpu_device() else { return };
     let mut config = Config::load(&repo().join("configs/image/neurbf.toml"), &["model.kernels=200".into()]).unwrap();
     config.resolve();
     let image = nfield::data::image::Image::load(&asset("test/coffee-64x48-rgb8.png")).unwrap();
@@ -123,5 +113,17 @@ fn neurbf_gradient_on_wgpu_matches_cpu() {
     let scale = cpu.1.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     for (i, (a, b)) in cpu.1.iter().zip(&wgpu.1).enumerate() {
         assert!((a - b).abs() < 1e-3 * scale, "gradient of kernel {} differs: {a} vs {b}", i / 32);
+    }
+}
+
+/// The wgpu device, or `None` (with a note) on a machine without an adapter; CI must have one.
+fn wgpu_device() -> Option<nfield::device::SelectedDevice> {
+    match nfield::device::select(nfield::device::DeviceChoice::Wgpu) {
+        Ok(gpu) => Some(gpu),
+        Err(_) => {
+            assert!(std::env::var("CI").is_err(), "CI must have a wgpu adapter (mesa-vulkan-drivers)");
+            eprintln!("skipping: no wgpu adapter");
+            None
+        }
     }
 }

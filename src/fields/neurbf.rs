@@ -19,6 +19,7 @@ use super::grid::{GridLookup, HashGrid};
 use super::kmeans::{self, WeightedPoints};
 use super::knn::KdTree;
 use super::mlp::{Linear, uniform_tensor};
+use crate::kernels;
 
 /// The radial function of each kernel, `r = x - c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +120,8 @@ pub struct RbfBasis {
     /// `[points * k]`: the kernel row of each neighbour.
     pub rows: Tensor<1, Int>,
     /// The same rows repeated per feature (`[points * k, features]`), for `gather` on GPU
-    /// backends. burn 0.22.1's GPU backward of `select` loops over all rows in one thread per
-    /// column (and drops rows past 65535 on wgpu); the CPU backend's `select` is the fast one.
+    /// backends: burn 0.22.1's GPU backward of `select` loops over all rows in one thread per
+    /// column (and drops rows past 65535 on wgpu). The CPU backend uses a fused kernel instead.
     pub gather_index: Option<Tensor<2, Int>>,
     /// `[points, k, features]`: `sin(m_j * phi_i / sum phi)`.
     pub psi: Tensor<3>,
@@ -250,7 +251,7 @@ impl NeuRbf {
             Some(m) => (phi * Tensor::<3>::from_data(TensorData::new(m.clone(), [1, 1, f]), &device)).sin(),
             None => phi.repeat_dim(2, f),
         };
-        let gather_index = (device.clone().without_autodiff() != Device::flex()).then(|| rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
+        let gather_index = (!kernels::on_flex(&device)).then(|| rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
         RbfBasis { rows, gather_index, psi }
     }
 
@@ -259,19 +260,21 @@ impl NeuRbf {
     }
 
     pub fn forward_basis(&self, lookup: &GridLookup, basis: &RbfBasis) -> Tensor<2> {
-        let [n, k, f] = basis.psi.dims();
         let table = self.kernel_features.val();
-        let weights = match &basis.gather_index {
-            Some(index) => table.gather(0, index.clone()),
-            None => table.select(0, basis.rows.clone()),
+        let fused = kernels::on_flex(&table.device());
+        let rbf = if fused {
+            kernels::rbf::rbf_aggregate(table, basis.rows.clone(), basis.psi.clone())
+        } else {
+            let [n, k, f] = basis.psi.dims();
+            let index = basis.gather_index.clone().unwrap_or_else(|| basis.rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
+            (table.gather(0, index).reshape([n, k, f]) * basis.psi.clone()).sum_dim(1).reshape([n, f])
         };
-        let weights = weights.reshape([n, k, f]);
-        let rbf = (weights * basis.psi.clone()).sum_dim(1).reshape([n, f]);
         let z = Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>();
         let mut h = self.first.forward(z);
         if let Some(m) = &self.decoder_frequencies {
-            let m = Tensor::<2>::from_data(TensorData::new(m.clone(), [1, m.len()]), &h.device());
-            h = h.clone() + (h * m).sin(); // residual sine, no ReLU (NeuRBF Eq. 7)
+            // Residual sine, no ReLU (NeuRBF Eq. 7).
+            let m = Tensor::<1>::from_data(TensorData::new(m.clone(), [m.len()]), &h.device());
+            h = if fused { kernels::residual_sine::residual_sine(h, m) } else { h.clone() + (h * m.unsqueeze::<2>()).sin() };
         }
         for layer in &self.hidden {
             h = relu(layer.forward(h));
