@@ -101,7 +101,21 @@ fn is_real_gpu(info: &wgpu::AdapterInfo) -> bool {
     !matches!(info.device_type, wgpu::DeviceType::Cpu | wgpu::DeviceType::Other)
 }
 
+/// Start a wgpu device once per process and hand out the same one afterwards: burn's wgpu
+/// runtime can be set up only once per device, so a second start (another test thread, an
+/// evaluation after training) must not try again.
 fn init_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -> Result<SelectedDevice> {
+    static STARTED: std::sync::Mutex<Vec<SelectedDevice>> = std::sync::Mutex::new(Vec::new());
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(device) = started.iter().find(|d| d.kind == label) {
+        return Ok(device.clone());
+    }
+    let device = start_wgpu(api, backends, label)?;
+    started.push(device.clone());
+    Ok(device)
+}
+
+fn start_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -> Result<SelectedDevice> {
     let found = adapters(backends);
     if found.is_empty() {
         bail!("--device {label}: no {label} adapter was found; {NO_ADAPTER_HELP}");
