@@ -11,6 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
 use rand::rngs::StdRng;
 
 use super::mlp::{ReluMlp, uniform_tensor};
+use crate::kernels;
 
 const PRIMES: [u64; 3] = [1, 2_654_435_761, 805_459_861];
 
@@ -86,8 +87,17 @@ impl HashGrid {
     /// Features from a lookup: gather the corner entries and blend them.
     pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
         let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
-        let values = self.table.val().gather(0, lookup.index.clone()).reshape([n, levels, corners, self.features]);
-        (values * lookup.weight.clone()).sum_dim(2).reshape([n, levels * self.features])
+        let table = self.table.val();
+        match &lookup.gather_index {
+            Some(index) => {
+                let values = table.gather(0, index.clone()).reshape([n, levels, corners, self.features]);
+                (values * lookup.weight.clone()).sum_dim(2).reshape([n, levels * self.features])
+            }
+            None => {
+                let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
+                kernels::gather_sum::gather_sum(table, lookup.rows.clone(), weights).reshape([n, levels * self.features])
+            }
+        }
     }
 
     /// Which table rows each point reads, and with what weights. Depends only on the points, so
@@ -147,11 +157,14 @@ impl HashGrid {
             indices.push(index);
             weights.push(weight.expect("at least one axis"));
         }
-        // `gather` with the row index repeated per feature, not `select`: burn 0.22.1's wgpu
-        // backward of `select` (select_assign) drops rows past 65535; gather's scatter does not.
-        let rows = n * levels * corner_count;
+        let rows = Tensor::cat(indices, 2).reshape([n * levels * corner_count]);
+        // GPU backends: `gather` with the row index repeated per feature, not `select`: burn
+        // 0.22.1's wgpu backward of `select` (select_assign) drops rows past 65535; gather's
+        // scatter does not. The CPU backend uses the fused gather-sum kernel.
+        let gather_index = (!kernels::on_flex(&device)).then(|| rows.clone().reshape([n * levels * corner_count, 1]).repeat_dim(1, self.features));
         GridLookup {
-            index: Tensor::cat(indices, 2).reshape([rows, 1]).repeat_dim(1, self.features),
+            rows,
+            gather_index,
             weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
             points: n,
             corners: corner_count,
@@ -162,8 +175,10 @@ impl HashGrid {
 /// Table rows and interpolation weights for a set of points.
 #[derive(Clone, Debug)]
 pub struct GridLookup {
-    /// `[N * levels * corners, features]`: the stacked table's row for each corner, per feature.
-    pub index: Tensor<2, Int>,
+    /// `[N * levels * corners]`: the stacked table's row for each corner.
+    pub rows: Tensor<1, Int>,
+    /// The same repeated per feature, `[N * levels * corners, features]`, for GPU backends.
+    pub gather_index: Option<Tensor<2, Int>>,
     /// `[N, levels, corners, 1]`.
     pub weight: Tensor<4>,
     pub points: usize,

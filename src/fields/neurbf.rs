@@ -263,7 +263,7 @@ impl NeuRbf {
         let table = self.kernel_features.val();
         let fused = kernels::on_flex(&table.device());
         let rbf = if fused {
-            kernels::rbf::rbf_aggregate(table, basis.rows.clone(), basis.psi.clone())
+            kernels::gather_sum::gather_sum(table, basis.rows.clone(), basis.psi.clone())
         } else {
             let [n, k, f] = basis.psi.dims();
             let index = basis.gather_index.clone().unwrap_or_else(|| basis.rows.clone().reshape([n * k, 1]).repeat_dim(1, f));

@@ -1,12 +1,13 @@
 //! Fused operations for the CPU backend (burn-flex), where profiling showed the tensor versions
 //! spending their time: NeuRBF's decoder sine (flex evaluates `sin` and, in the backward pass,
-//! `cos` on one thread with scalar libm calls) and the per-point gather of kernel features.
+//! `cos` on one thread with scalar libm calls) and the gather-multiply-sum of kernel features
+//! and grid corners (index conversion, scatter and fresh buffers on every step).
 //!
 //! Each op is a burn backend extension for `Flex` and `Autodiff<Flex>` with a hand-written
 //! backward. Other devices keep the plain tensor versions (in the field code), which these are
 //! tested against: values and gradients (`tests` below).
 
-pub mod rbf;
+pub mod gather_sum;
 pub mod residual_sine;
 
 use burn::backend::flex::FlexTensor;
@@ -101,15 +102,22 @@ mod tests {
         }
     }
 
-    /// The fused aggregation against gather-multiply-sum: value, table gradient (with rows
-    /// repeated, so the scatter must add) and basis gradient.
+    /// The fused gather-sum against gather-multiply-sum, with per-feature weights (NeuRBF) and
+    /// one weight per row (grid corners): value, table gradient (rows repeat, so the scatter
+    /// must add) and weight gradient.
     #[test]
-    fn rbf_aggregate_matches_the_tensor_version() {
+    fn gather_sum_matches_the_tensor_version() {
+        for weight_width in [8, 1] {
+            check_gather_sum(weight_width);
+        }
+    }
+
+    fn check_gather_sum(weight_width: usize) {
         let device = Device::flex().autodiff();
         let mut rng = StdRng::seed_from_u64(4);
         let (kernels, n, k, f) = (37, 1500, 4, 8);
         let table = random(vec![1, kernels, f], &mut rng, &device).reshape([kernels, f]);
-        let psi = random(vec![n, k, f], &mut rng, &device);
+        let psi = random(vec![n, k, weight_width], &mut rng, &device);
         let rows: Vec<i32> = (0..n * k).map(|_| rng.random_range(0..kernels as i32)).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n * k]), &device);
         let weights = random(vec![1, n, f], &mut rng, &device).reshape([n, f]);
@@ -118,7 +126,7 @@ mod tests {
         for fused in [true, false] {
             let (t, p) = (table.clone().require_grad(), psi.clone().require_grad());
             let out = if fused {
-                super::rbf::rbf_aggregate(t.clone(), rows.clone(), p.clone())
+                super::gather_sum::gather_sum(t.clone(), rows.clone(), p.clone())
             } else {
                 let index = rows.clone().reshape([n * k, 1]).repeat_dim(1, f);
                 (t.clone().gather(0, index).reshape([n, k, f]) * p.clone()).sum_dim(1).reshape([n, f])
