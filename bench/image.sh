@@ -8,10 +8,7 @@
 #   MODELS="ffn siren" DEVICE=cpu bench/image.sh
 #
 # Per-run results stay in bench/results/image-<time>/ (one run directory per model and image).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nfield-target}"
-KODAK="${KODAK:-../shared/data/images/kodak}"
+source "$(dirname "$0")/common.sh"
 DEVICE="${DEVICE:-auto}"
 BUDGET="${BUDGET:-cpu}"
 MODELS="${MODELS:-ffn siren hashgrid}"

@@ -12,12 +12,7 @@
 # Results accumulate in bench/results/rbf-<steps>/<model>-<image>/ and finished runs are skipped, so an
 # interrupted bench continues where it stopped (the full set takes hours on 2 cores).
 # Quality only: for seconds per step side by side with PyTorch use bench/speed.sh on a quiet machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nfield-target}"
-KODAK="${KODAK:-../shared/data/images/kodak}"
-PEER="${PEER:-../shared/peer}"
-PYTHON="${PYTHON:-$HOME/.cache/nfield-peer-venv/bin/python}"
+source "$(dirname "$0")/common.sh"
 DEVICE="${DEVICE:-auto}"
 STEPS="${STEPS:-3500}"
 MODELS="${MODELS:-neurbf neurbf-no-sinusoids gnf hashgrid peer-neurbf}"
@@ -36,8 +31,7 @@ config_for() {
     neurbf) echo "configs/image/neurbf.toml" ;;
     neurbf-no-sinusoids) echo "configs/image/neurbf.toml --set model.rbf_sinusoids=false --set model.decoder_sinusoids=false" ;;
     gnf) echo "configs/image/gnf.toml" ;;
-    # 12 levels x 2 features, 2^12 entries per level, 16..256: 70,779 parameters with its MLP.
-    hashgrid) echo "configs/image/hashgrid.toml --set model.levels=12 --set model.log2_table_size=12 --set task.batch_size=0" ;;
+    hashgrid) echo "configs/image/hashgrid.toml $HASHGRID_72K" ;;
     *) echo "bench/rbf.sh: unknown model $1" >&2; exit 1 ;;
   esac
 }

@@ -8,12 +8,7 @@
 #
 # nfield's time per step is taken between its logged steps 50 and STEPS (after the one-off
 # neighbour search and kernel evaluation of step 1); the references exclude their first 20 steps.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nfield-target}"
-KODAK="${KODAK:-../shared/data/images/kodak}"
-PEER="${PEER:-../shared/peer}"
-PYTHON="${PYTHON:-$HOME/.cache/nfield-peer-venv/bin/python}"
+source "$(dirname "$0")/common.sh"
 IMAGE="${IMAGE:-kodim13}"
 STEPS="${STEPS:-300}"
 DEVICE="${DEVICE:-cpu}"
@@ -36,7 +31,8 @@ peer() { # script
 }
 
 nr=$(ours neurbf configs/image/neurbf.toml)
-hg=$(ours hashgrid configs/image/hashgrid.toml --set model.levels=12 --set model.log2_table_size=12 --set task.batch_size=0)
+# shellcheck disable=SC2086
+hg=$(ours hashgrid configs/image/hashgrid.toml $HASHGRID_72K)
 gnf=$(ours gnf configs/image/gnf.toml)
 pnr=$(peer neurbf)
 phg=$(peer hashgrid)

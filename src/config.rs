@@ -385,12 +385,24 @@ impl Config {
 fn model_defaults(kind: &str) -> (&'static str, f64, f64) {
     match kind {
         "ffn" => (
-            "hidden_layers = 3\nwidth = 256\noutput_activation = \"sigmoid\"\nsigma = 10.0\nfrequencies = 256",
+            r#"hidden_layers = 3
+width = 256
+output_activation = "sigmoid"
+sigma = 10.0
+frequencies = 256"#,
             1e-3,
             1e-2,
         ),
         // First sine layer + 3 hidden sine layers + linear output, as in SIREN's image fits.
-        "siren" => ("hidden_layers = 4\nwidth = 256\noutput_activation = \"none\"\nomega0 = 30.0\nhidden_omega = 30.0", 1e-4, 1e-2),
+        "siren" => (
+            r#"hidden_layers = 4
+width = 256
+output_activation = "none"
+omega0 = 30.0
+hidden_omega = 30.0"#,
+            1e-4,
+            1e-2,
+        ),
         // NeuRBF's image setup (DIV2K script): ivq kernels, k = 4, 32 channels from 2^-3 to
         // 2^12, a 2-level x 2-feature grid, a 64-wide decoder with residual sine over [1, 1000].
         "neurbf" => (
@@ -436,8 +448,14 @@ finest_resolution = 0"#,
         ),
         // hashgrid: instant-ngp's image setup.
         _ => (
-            "hidden_layers = 2\nwidth = 64\noutput_activation = \"none\"\nlevels = 16\nfeatures_per_level = 2\n\
-             log2_table_size = 19\nbase_resolution = 16\nfinest_resolution = 0",
+            r#"hidden_layers = 2
+width = 64
+output_activation = "none"
+levels = 16
+features_per_level = 2
+log2_table_size = 19
+base_resolution = 16
+finest_resolution = 0"#,
             1e-2,
             1e-2,
         ),

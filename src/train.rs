@@ -37,7 +37,10 @@ pub enum TrainOutcome {
 pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &TrainOptions) -> Result<TrainOutcome> {
     let train_device = device.device.clone().autodiff();
     let task = tasks::build(config, &train_device)?;
-    let spec = task.field_spec();
+    let mut spec = task.field_spec();
+    if Field::places_kernels(&config.model) {
+        spec.importance = task.importance().map(Arc::new);
+    }
     let mut field = Field::new(&config.model, &spec, config.train.seed, &train_device)?;
     let mut adam = Adam::new(&config.train);
     let mut progress = Progress::default();

@@ -144,6 +144,11 @@ impl Field {
         Ok(Self { network, sigmoid_output })
     }
 
+    /// Whether the field places its kernels from the target (`FieldSpec::importance`).
+    pub fn places_kernels(config: &ModelConfig) -> bool {
+        config.kind == "neurbf"
+    }
+
     /// Raw outputs for coordinates in `[0, 1]^d_in`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.forward_prepared(&self.prepare(x))

@@ -1,7 +1,6 @@
 //! Image fitting: the field maps pixel positions in `[0, 1]^2` to the pixel's channels.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -68,7 +67,11 @@ impl Task for ImageTask {
     }
 
     fn field_spec(&self) -> FieldSpec {
-        FieldSpec { importance: Some(Arc::new(sobel_importance(&self.image))), ..image_field_spec(&self.image) }
+        image_field_spec(&self.image)
+    }
+
+    fn importance(&self) -> Option<WeightedPoints> {
+        Some(sobel_importance(&self.image))
     }
 
     fn batch(&self, step: u64, seed: u64) -> Batch {

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::Config;
 use crate::data::image::Image;
+use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
 
 /// Evaluation results in a stable order, as written to `metrics.jsonl` and `summary.json`.
@@ -27,6 +28,10 @@ pub trait Task {
     fn name(&self) -> &'static str;
     /// What the field must take and produce.
     fn field_spec(&self) -> FieldSpec;
+    /// The target's points weighted by detail, for fields that place kernels adaptively.
+    fn importance(&self) -> Option<WeightedPoints> {
+        None
+    }
     /// Training coordinates and targets for `step`; the same `(seed, step)` gives the same batch,
     /// so a resumed run sees the batches an uninterrupted one would.
     fn batch(&self, step: u64, seed: u64) -> Batch;
