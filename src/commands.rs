@@ -37,6 +37,15 @@ pub enum Command {
     },
     /// Render a trained field: an image field at any size (zoom, super-resolution).
     Render(RenderArgs),
+    /// Run FreSh on a config's [fresh] table: print each candidate's spectral distance and the choice.
+    Fresh {
+        config: PathBuf,
+        /// Override a config key by its dotted path (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -108,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Eval { run_dir, device }) => eval_command(&run_dir, device),
         Some(Command::Render(args)) => render_command(&args),
+        Some(Command::Fresh { config, set, device }) => fresh_command(&config, &set, device),
     }
 }
 
@@ -152,12 +162,32 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
 
+    // FreSh chooses its hyperparameter before anything is written (a resumed run already has it).
+    let mut fresh_report = None;
+    if let Some(fresh) = config.fresh.clone() {
+        match &fresh.chosen {
+            Some(value) => {
+                let key = fresh.parameter.trim_start_matches("model.");
+                config = config.with_model_value(key, value).context("fresh.chosen")?;
+            }
+            None => {
+                let (chosen, report) = train::run_fresh(&config, &device.device, args.quiet)?;
+                eprintln!("fresh: {} = {} ({:.1} s)", report.parameter, report.chosen(), report.seconds);
+                config = chosen;
+                fresh_report = Some(train::fresh_json(&report, fresh.inits));
+            }
+        }
+    }
+
     // Only now is anything written: a new run directory, or a resumed run's (possibly extended) config.
     let run = match run {
         Some(run) => run,
         None => RunDir::create(&args.out, args.name.as_deref(), &stem)?,
     };
     run.write_config(&config.to_toml()?)?;
+    if let Some(report) = &fresh_report {
+        run.write_fresh(report)?;
+    }
     eprintln!("run directory: {}", run.path.display());
 
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -219,6 +249,32 @@ fn load_run(run_dir: &Path, choice: DeviceChoice) -> Result<LoadedRun> {
     let mut adam = Adam::new(&config.train);
     let (field, _) = run.load_checkpoint(field, &mut adam, &device.device)?;
     Ok(LoadedRun { run, config, device, field })
+}
+
+fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<ExitCode> {
+    let mut config = Config::load(path, sets)?;
+    for note in config.resolve() {
+        eprintln!("note: {note}");
+    }
+    let Some(fresh) = config.fresh.clone() else {
+        bail!("{} has no [fresh] table (parameter, candidates, bins, inits) to search", path.display());
+    };
+    if fresh.chosen.is_some() {
+        eprintln!("note: fresh.chosen is set in {}; searching again", path.display());
+        config.fresh.as_mut().map(|f| f.chosen = None);
+    }
+    tasks::check_inputs(&config)?;
+    let device = device::select(choice)?;
+    eprintln!("device: {}", device.description);
+    let (_, report) = train::run_fresh(&config, &device.device, false)?;
+    println!("FreSh on {}: {} initialisations per candidate, {} spectrum bins", config.task.path.display(), fresh.inits, report.bins);
+    println!("{:>24}  {:>10}  {:>10}", fresh.parameter, "distance", "std error");
+    for (i, s) in report.scores.iter().enumerate() {
+        let mark = if i == report.choice { "  <- chosen" } else { "" };
+        println!("{:>24}  {:>10.4}  {:>10.4}{mark}", s.candidate.to_string(), s.distance, s.std_error);
+    }
+    println!("chosen: {} = {} ({:.1} s)", report.parameter, report.chosen(), report.seconds);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {

@@ -1,4 +1,5 @@
-//! The experiment config: TOML tables `[task]`, `[model]`, `[train]`, `[eval]`, `[output]`.
+//! The experiment config: TOML tables `[task]`, `[model]` (with `[model.cam]`), `[fresh]`,
+//! `[train]`, `[eval]`, `[output]`.
 //!
 //! Unknown keys are errors that name the key, the file and the nearest valid key. `--set a.b=v`
 //! overrides any key before validation, so overrides get the same checks as the file.
@@ -18,6 +19,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
 pub struct Config {
     pub task: TaskConfig,
     pub model: ModelConfig,
+    /// FreSh: choose one embedding hyperparameter before training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<FreshConfig>,
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
@@ -130,7 +134,61 @@ pub struct ModelConfig {
     /// DiF-Grid: how many times each level repeats along each axis (empty: once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid_tiles: Option<Vec<f64>>,
+    /// Coordinate-aware modulation of the decoder (ffn, siren, hashgrid, neurbf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cam: Option<CamConfig>,
 }
+
+/// `[model.cam]`: scale and shift grids on the decoder's hidden layers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CamConfig {
+    /// Grid cells per axis of the modulation coordinate (the pixel for images).
+    pub grid: Vec<usize>,
+    /// Hidden layers to modulate, 0-based; empty modulates every hidden layer.
+    pub layers: Vec<usize>,
+    /// `point` (each point's features) | `ray` (each ray's samples and features) | `none`.
+    pub norm: String,
+    /// 3-D coordinates: three summed planes instead of a volume.
+    pub factored: bool,
+}
+
+impl Default for CamConfig {
+    fn default() -> Self {
+        Self { grid: vec![32, 32], layers: vec![], norm: "point".into(), factored: false }
+    }
+}
+
+/// `[fresh]`: score candidate values of one embedding hyperparameter by the spectrum of the
+/// untrained field's output and train with the closest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FreshConfig {
+    /// The dotted model key FreSh sets (one of `FRESH_PARAMETERS`).
+    pub parameter: String,
+    /// Values to score, each one the key accepts.
+    pub candidates: Vec<toml::Value>,
+    /// Spectrum bins compared, after the DC bin is dropped.
+    #[serde(default = "default_fresh_bins")]
+    pub bins: usize,
+    /// Random initialisations averaged per candidate.
+    #[serde(default = "default_fresh_inits")]
+    pub inits: usize,
+    /// Written into the run's config once FreSh has chosen; a config that has it skips the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<toml::Value>,
+}
+
+fn default_fresh_bins() -> usize {
+    64
+}
+
+fn default_fresh_inits() -> usize {
+    10
+}
+
+/// The embedding hyperparameters FreSh can choose.
+pub const FRESH_PARAMETERS: &[&str] = &["model.sigma", "model.omega0", "model.finest_resolution", "model.rbf_frequencies"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +199,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Learning rate of grid and table parameters; 0 picks the model's default.
     pub grid_lr: f64,
+    /// Learning rate of CAM's grids; 0 picks 10 x `lr` (CAM's setting).
+    pub cam_lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -170,6 +230,7 @@ impl Default for TrainConfig {
             seed: 0,
             lr: 0.0,
             grid_lr: 0.0,
+            cam_lr: 0.0,
             beta1: 0.9,
             beta2: 0.99,
             eps: 1e-15,
@@ -213,6 +274,8 @@ impl Default for OutputConfig {
 }
 
 pub const MODEL_KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf", "gnf"];
+/// Kinds with an MLP decoder that CAM can modulate.
+pub const CAM_KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf"];
 pub const TASK_KINDS: &[&str] = &["image"];
 const SCHEDULES: &[&str] = &["constant", "step", "cosine", "exponential"];
 const LOSSES: &[&str] = &["mse", "half_mse", "l1"];
@@ -272,7 +335,7 @@ impl Config {
         if t.steps == 0 {
             bail!("{source}: train.steps must be at least 1");
         }
-        for (key, v) in [("train.lr", t.lr), ("train.grid_lr", t.grid_lr)] {
+        for (key, v) in [("train.lr", t.lr), ("train.grid_lr", t.grid_lr), ("train.cam_lr", t.cam_lr)] {
             if !(v >= 0.0 && v.is_finite()) {
                 bail!("{source}: {key} must be a finite number >= 0 (0 picks the model's default), got {v}");
             }
@@ -339,6 +402,30 @@ impl Config {
                 bail!("{source}: {key} must be a positive number");
             }
         }
+        if let Some(cam) = &m.cam {
+            check_choice(source, "model.cam.norm", &cam.norm, crate::fields::cam::CamNorm::NAMES)?;
+            if cam.grid.is_empty() || cam.grid.len() > 3 || cam.grid.iter().any(|&r| r < 2) {
+                bail!("{source}: model.cam.grid must list 1 to 3 axes of at least 2 cells, e.g. [32, 32]");
+            }
+            if cam.factored && cam.grid.len() != 3 {
+                bail!("{source}: model.cam.factored needs a 3-axis model.cam.grid");
+            }
+            if cam.norm == "ray" && self.task.kind == "image" {
+                bail!("{source}: model.cam.norm = \"ray\" needs a task with rays; images use \"point\"");
+            }
+        }
+        if let Some(f) = &self.fresh {
+            check_choice(source, "fresh.parameter", &f.parameter, FRESH_PARAMETERS)?;
+            if f.candidates.is_empty() {
+                bail!("{source}: fresh.candidates must list at least one value");
+            }
+            if f.bins < 2 {
+                bail!("{source}: fresh.bins must be at least 2");
+            }
+            if f.inits == 0 {
+                bail!("{source}: fresh.inits must be at least 1");
+            }
+        }
         Ok(())
     }
 
@@ -349,8 +436,9 @@ impl Config {
         let defaults: toml::Table = toml::from_str(defaults).expect("built-in model defaults are valid TOML");
         let mut table = toml::Table::try_from(&self.model).expect("a model config serialises");
         let mut notes = Vec::new();
+        let takes_cam = CAM_KINDS.contains(&kind.as_str());
         table.retain(|key, _| {
-            let used = key == "kind" || defaults.contains_key(key);
+            let used = key == "kind" || defaults.contains_key(key) || (key == "cam" && takes_cam);
             if !used {
                 notes.push(format!("model.{key} is not used by model.kind = \"{kind}\"; ignored"));
             }
@@ -366,7 +454,25 @@ impl Config {
         if self.train.grid_lr == 0.0 {
             self.train.grid_lr = grid_lr;
         }
+        if self.model.cam.is_some() && self.train.cam_lr == 0.0 {
+            self.train.cam_lr = 10.0 * self.train.lr;
+        }
         notes
+    }
+
+    /// This config with `model.<key>` set to `value`, checked like a file (FreSh's candidates).
+    pub fn with_model_value(&self, key: &str, value: &toml::Value) -> Result<Config> {
+        let mut table = toml::Table::try_from(self)?;
+        if let Some(toml::Value::Table(model)) = table.get_mut("model") {
+            model.insert(key.to_string(), value.clone());
+        }
+        let source = format!("model.{key} = {value}");
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("{source}: {}", describe_serde_error(&path, &e.into_inner().to_string()))
+        })?;
+        config.validate(&source)?;
+        Ok(config)
     }
 
     /// The resolved config as TOML, paths written as given (absolute after loading).
@@ -374,9 +480,9 @@ impl Config {
         Ok(toml::to_string_pretty(self)?)
     }
 
-    /// A short model name for summaries, e.g. `ffn`.
+    /// A short model name for summaries, e.g. `ffn` or `ffn+cam`.
     pub fn model_name(&self) -> String {
-        self.model.kind.clone()
+        if self.model.cam.is_some() { format!("{}+cam", self.model.kind) } else { self.model.kind.clone() }
     }
 }
 

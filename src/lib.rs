@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod fields;
+pub mod fresh;
 pub mod kernels;
 pub mod metrics;
 pub mod optim;

@@ -32,6 +32,7 @@ pub struct Adam {
     pub beta2: f64,
     pub network: GroupSettings,
     pub grid: GroupSettings,
+    pub cam: GroupSettings,
     /// Updates taken so far (the `t` of bias correction).
     pub steps_taken: u64,
     pub state: HashMap<String, Moments>,
@@ -44,6 +45,7 @@ impl Adam {
             beta2: config.beta2,
             network: GroupSettings { lr: config.lr, eps: config.eps },
             grid: GroupSettings { lr: config.grid_lr, eps: config.grid_eps },
+            cam: GroupSettings { lr: config.cam_lr, eps: config.eps },
             steps_taken: 0,
             state: HashMap::new(),
         }
@@ -60,6 +62,7 @@ impl Adam {
         match group {
             ParamGroup::Network => &self.network,
             ParamGroup::Grid => &self.grid,
+            ParamGroup::Cam => &self.cam,
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::optim::{Adam, Moments};
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// FreSh's table of candidates and distances, when FreSh chose a hyperparameter for the run.
+pub const FRESH_FILE: &str = "fresh.json";
 const CHECKPOINT_DIR: &str = "checkpoint";
 const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "nfield-checkpoint-1";
@@ -122,6 +124,15 @@ impl RunDir {
 
     pub fn read_summary(&self) -> Option<serde_json::Value> {
         let text = fs::read_to_string(self.path.join(SUMMARY_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn write_fresh(&self, report: &serde_json::Value) -> Result<()> {
+        write_atomic(&self.path.join(FRESH_FILE), serde_json::to_string_pretty(report)?.as_bytes())
+    }
+
+    pub fn read_fresh(&self) -> Option<serde_json::Value> {
+        let text = fs::read_to_string(self.path.join(FRESH_FILE)).ok()?;
         serde_json::from_str(&text).ok()
     }
 

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
+use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::fresh::{self, FreshReport, Signal};
+use crate::render::evaluate_points;
 use crate::device::SelectedDevice;
 use crate::fields::{Field, Prepared};
 use crate::metrics::psnr_from_mse;
@@ -145,9 +148,71 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     let steps_run = total.saturating_sub(steps_at_start);
     let seconds_run = progress.train_seconds - seconds_at_start;
     let steps_per_second = if seconds_run > 0.0 { steps_run as f64 / seconds_run } else { 0.0 };
-    let summary = summary(config, task.name(), device, params, &progress, steps_per_second, &metrics);
+    let mut summary = summary(config, task.name(), device, params, &progress, steps_per_second, &metrics);
+    if let Some(report) = run.read_fresh() {
+        summary["fresh_param"] = report["parameter"].clone();
+        summary["fresh_choice"] = report["choice"].clone();
+        summary["fresh_seconds"] = report["seconds"].clone();
+    }
     run.write_summary(&summary)?;
     Ok(TrainOutcome::Finished { summary })
+}
+
+/// FreSh before training: score each candidate of `config.fresh` by the spectrum of the untrained
+/// field on the task's target, and return the config with the closest written in (and
+/// `fresh.chosen` set, so a run started from that config does not search again).
+pub fn run_fresh(config: &Config, device: &Device, quiet: bool) -> Result<(Config, FreshReport)> {
+    let fresh = config.fresh.as_ref().context("the config has no [fresh] table")?;
+    let key = fresh.parameter.trim_start_matches("model.");
+    if !toml::Table::try_from(&config.model)?.contains_key(key) {
+        bail!("fresh.parameter = \"{}\" is not a setting of model.kind = \"{}\"", fresh.parameter, config.model.kind);
+    }
+    let candidates = fresh
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, value)| config.with_model_value(key, value).with_context(|| format!("fresh.candidates[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let task = tasks::build(config, device)?;
+    let Some((coords, target)) = task.signal() else {
+        bail!("FreSh needs a target sampled on a grid; the {} task has none", task.name());
+    };
+    let mut spec = task.field_spec();
+    if Field::places_kernels(&config.model) {
+        spec.importance = task.importance().map(Arc::new);
+    }
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new((candidates.len() * fresh.inits) as u64) };
+    bar.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} initialisations ETA {eta}").expect("valid template"));
+    bar.set_prefix(format!("fresh {}", fresh.parameter));
+    let report = fresh::search(&fresh.parameter, &target, &fresh.candidates, fresh.bins, fresh.inits, |i, seed| {
+        let field = Field::new(&candidates[i].model, &spec, seed, device)?.for_spectrum();
+        let values = evaluate_points(&field, &coords, spec.d_in, config.eval.chunk_size, device);
+        bar.inc(1);
+        Ok(Signal { dims: target.dims.clone(), channels: spec.d_out, values })
+    })?;
+    bar.finish_and_clear();
+    let mut chosen = candidates[report.choice].clone();
+    if let Some(f) = chosen.fresh.as_mut() {
+        f.chosen = Some(report.chosen().clone());
+    }
+    Ok((chosen, report))
+}
+
+/// FreSh's report as `fresh.json` holds it.
+pub fn fresh_json(report: &FreshReport, inits: usize) -> serde_json::Value {
+    let to_json = |v: &toml::Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    json!({
+        "parameter": report.parameter,
+        "choice": to_json(report.chosen()),
+        "seconds": round(report.seconds, 3),
+        "bins": report.bins,
+        "inits": inits,
+        "candidates": report.scores.iter().map(|s| json!({
+            "value": to_json(&s.candidate),
+            "distance": round(s.distance, 6),
+            "std_error": round(s.std_error, 6),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn eval_record(step: u64, seconds: f64, metrics: &Metrics) -> serde_json::Value {

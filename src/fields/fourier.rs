@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
+use super::cam::Modulation;
 use super::mlp::{ReluMlp, normal_tensor};
 
 #[derive(Module, Debug)]
@@ -26,7 +27,7 @@ impl FourierField {
         Tensor::cat(vec![proj.clone().sin(), proj.cos()], 1)
     }
 
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.mlp.forward(self.encode(x))
+    pub fn forward(&self, x: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {
+        self.mlp.forward(self.encode(x), modulation)
     }
 }

@@ -146,7 +146,7 @@ mod tests {
     fn expanded_distance_matches_direct_sum() {
         let device = Device::flex();
         let mut rng = StdRng::seed_from_u64(2);
-        let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None };
+        let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2 };
         let options = GnfOptions {
             neurons: 5,
             encoder: "dif-grid".into(),

@@ -10,6 +10,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
 use rand::rngs::StdRng;
 
+use super::cam::Modulation;
 use super::mlp::{ReluMlp, uniform_tensor};
 use crate::kernels;
 
@@ -87,17 +88,8 @@ impl HashGrid {
     /// Features from a lookup: gather the corner entries and blend them.
     pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
         let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
-        let table = self.table.val();
-        match &lookup.gather_index {
-            Some(index) => {
-                let values = table.gather(0, index.clone()).reshape([n, levels, corners, self.features]);
-                (values * lookup.weight.clone()).sum_dim(2).reshape([n, levels * self.features])
-            }
-            None => {
-                let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
-                kernels::gather_sum::gather_sum(table, lookup.rows.clone(), weights).reshape([n, levels * self.features])
-            }
-        }
+        let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
+        kernels::gather_sum::weighted_gather(self.table.val(), &lookup.rows, lookup.gather_index.as_ref(), weights).reshape([n, levels * self.features])
     }
 
     /// Which table rows each point reads, and with what weights. Depends only on the points, so
@@ -220,12 +212,8 @@ impl HashGridField {
         Self { grid, mlp }
     }
 
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.mlp.forward(self.grid.forward(x))
-    }
-
-    pub fn forward_lookup(&self, lookup: &GridLookup) -> Tensor<2> {
-        self.mlp.forward(self.grid.interpolate(lookup))
+    pub fn forward_lookup(&self, lookup: &GridLookup, modulation: Option<&Modulation>) -> Tensor<2> {
+        self.mlp.forward(self.grid.interpolate(lookup), modulation)
     }
 }
 

@@ -5,6 +5,8 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 use rand::{RngExt, rngs::StdRng};
 
+use super::cam::{Modulation, modulate};
+
 /// `y = x W + b` with `W: [in, out]`.
 #[derive(Module, Debug)]
 pub struct Linear {
@@ -54,9 +56,10 @@ impl ReluMlp {
         Self { hidden, output }
     }
 
-    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
-        for layer in &self.hidden {
-            x = relu(layer.forward(x));
+    /// `modulation`: CAM's scale and shift, applied before each hidden layer's ReLU.
+    pub fn forward(&self, mut x: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {
+        for (i, layer) in self.hidden.iter().enumerate() {
+            x = relu(modulate(modulation, i, layer.forward(x)));
         }
         self.output.forward(x)
     }

@@ -3,6 +3,7 @@
 //! A field is an encoding followed by a decoder. Fields know nothing about tasks: the task says
 //! how many inputs and outputs it needs and what resolution the signal has.
 
+pub mod cam;
 pub mod fourier;
 pub mod gnf;
 pub mod grid;
@@ -34,6 +35,8 @@ pub struct FieldSpec {
     /// The target's points weighted by detail, for fields that place kernels adaptively
     /// (NeuRBF). `None` when a checkpoint will supply the field's values.
     pub importance: Option<Arc<kmeans::WeightedPoints>>,
+    /// Axes of the coordinate that indexes CAM's grids (the pixel for images: 2).
+    pub cam_dims: usize,
 }
 
 /// Coordinates plus whatever a field derives from them alone.
@@ -46,6 +49,8 @@ pub struct Prepared {
     pub encoded: Option<Tensor<2>>,
     /// NeuRBF's neighbours and basis values.
     pub rbf: Option<neurbf::RbfBasis>,
+    /// Where each point reads CAM's grids.
+    pub cam: Option<cam::CamLookup>,
 }
 
 #[derive(Module, Debug)]
@@ -60,6 +65,8 @@ pub enum Network {
 #[derive(Module, Debug)]
 pub struct Field {
     pub network: Network,
+    /// Coordinate-aware modulation of the decoder's hidden layers.
+    pub cam: Option<cam::Cam>,
     pub sigmoid_output: bool,
 }
 
@@ -68,12 +75,17 @@ pub struct Field {
 pub enum ParamGroup {
     Network,
     Grid,
+    /// CAM's modulation grids.
+    Cam,
 }
 
 impl ParamGroup {
     /// Decided by the parameter's path in the module tree (`network.HashGrid.grid.table`):
     /// grid tables and NeuRBF's per-kernel features and feature bias are "grid" parameters.
     pub fn of(path: &str) -> Self {
+        if path.split('.').next() == Some("cam") {
+            return Self::Cam;
+        }
         const GRID: &[&str] = &["grid", "table", "kernel_features", "feature_bias"];
         if path.split('.').any(|p| GRID.contains(&p)) { Self::Grid } else { Self::Network }
     }
@@ -140,8 +152,23 @@ impl Field {
             "gnf" => Network::Gnf(gnf::Gnf::new(spec, &gnf_options(config)?, &mut rng, device)?),
             other => bail!("model.kind = \"{other}\" is not a field nfield knows"),
         };
+        let cam = match &config.cam {
+            Some(c) => Some(build_cam(c, config, spec, device)?),
+            None => None,
+        };
         let sigmoid_output = config.output_activation.as_deref() == Some("sigmoid");
-        Ok(Self { network, sigmoid_output })
+        Ok(Self { network, cam, sigmoid_output })
+    }
+
+    /// The field as FreSh scores it untrained. Hash tables start at ±1e-2 instead of ±1e-4 (as
+    /// in FreSh's hash-grid experiments): at instant-ngp's tiny scale the grid hardly shows in
+    /// the output, and the spectrum would not depend on the grid's resolution.
+    pub fn for_spectrum(mut self) -> Self {
+        if let Network::HashGrid(f) = &mut self.network {
+            let table = f.grid.table.clone();
+            f.grid.table = table.map(|t| t * 100.0);
+        }
+        self
     }
 
     /// Whether the field places its kernels from the target (`FieldSpec::importance`).
@@ -155,9 +182,20 @@ impl Field {
     }
 
     /// The work that depends only on the coordinates (grid lookups), done once for points that
-    /// come back every step.
+    /// come back every step. CAM, if any, is indexed by the coordinates themselves (images).
     pub fn prepare(&self, x: Tensor<2>) -> Prepared {
-        let mut prepared = Prepared { x: x.clone(), grids: Vec::new(), encoded: None, rbf: None };
+        let cam_coords = self.cam.as_ref().map(|_| x.clone());
+        self.prepare_with_cam(x, cam_coords, 1)
+    }
+
+    /// `prepare` with CAM indexed by a coordinate the task chooses (`[N, cam dims]` in `[0, 1]`,
+    /// e.g. view directions), `ray_samples` consecutive points per ray.
+    pub fn prepare_with_cam(&self, x: Tensor<2>, cam_coords: Option<Tensor<2>>, ray_samples: usize) -> Prepared {
+        let cam = match (&self.cam, cam_coords) {
+            (Some(c), Some(p)) => Some(c.lookup(p, ray_samples)),
+            _ => None,
+        };
+        let mut prepared = Prepared { x: x.clone(), grids: Vec::new(), encoded: None, rbf: None, cam };
         match &self.network {
             Network::HashGrid(f) => prepared.grids.push(f.grid.lookup(x)),
             // The Fourier frequencies are fixed, so the encoding depends only on the points.
@@ -174,19 +212,24 @@ impl Field {
     }
 
     pub fn forward_prepared(&self, input: &Prepared) -> Tensor<2> {
+        let modulation = match (&self.cam, &input.cam) {
+            (Some(c), Some(lookup)) => Some(c.modulation(lookup)),
+            _ => None,
+        };
+        let m = modulation.as_ref();
         let y = match &self.network {
             Network::Fourier(f) => match &input.encoded {
-                Some(encoded) => f.mlp.forward(encoded.clone()),
-                None => f.forward(input.x.clone()),
+                Some(encoded) => f.mlp.forward(encoded.clone(), m),
+                None => f.forward(input.x.clone(), m),
             },
-            Network::Siren(f) => f.forward(input.x.clone()),
+            Network::Siren(f) => f.forward(input.x.clone(), m),
             Network::HashGrid(f) => match input.grids.first() {
-                Some(lookup) => f.forward_lookup(lookup),
-                None => f.forward(input.x.clone()),
+                Some(lookup) => f.forward_lookup(lookup, m),
+                None => f.forward_lookup(&f.grid.lookup(input.x.clone()), m),
             },
             Network::NeuRbf(f) => match (input.grids.first(), &input.rbf) {
-                (Some(lookup), Some(basis)) => f.forward_basis(lookup, basis),
-                _ => f.forward(input.x.clone()),
+                (Some(lookup), Some(basis)) => f.forward_basis(lookup, basis, m),
+                _ => f.forward_basis(&f.grid_lookup(input.x.clone()), &f.basis(input.x.clone()), m),
             },
             Network::Gnf(f) => {
                 if input.grids.is_empty() { f.forward(input.x.clone()) } else { f.forward_lookups(&input.grids) }
@@ -216,6 +259,22 @@ impl Field {
             _ => 0,
         }
     }
+}
+
+/// CAM for the decoder a model config describes; for images it is indexed by the pixel.
+fn build_cam(c: &crate::config::CamConfig, config: &ModelConfig, spec: &FieldSpec, device: &Device) -> Result<cam::Cam> {
+    if config.kind == "gnf" {
+        bail!("model.cam: GNF has no MLP decoder to modulate (CAM applies to ffn, siren, hashgrid and neurbf)");
+    }
+    let hidden = config.hidden_layers.unwrap_or(0);
+    let layers: Vec<usize> = if c.layers.is_empty() { (0..hidden).collect() } else { c.layers.clone() };
+    if let Some(&bad) = layers.iter().find(|&&l| l >= hidden) {
+        bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
+    }
+    if c.grid.len() != spec.cam_dims {
+        bail!("model.cam.grid has {} axes but this task's modulation coordinate has {}", c.grid.len(), spec.cam_dims);
+    }
+    cam::Cam::new(c.grid.clone(), layers, c.factored, cam::CamNorm::parse(&c.norm)?, device)
 }
 
 fn neurbf_options(config: &ModelConfig, spec: &FieldSpec) -> Result<neurbf::NeuRbfOptions> {

@@ -15,6 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
 use rand::rngs::StdRng;
 
 use super::FieldSpec;
+use super::cam::{Modulation, modulate};
 use super::grid::{GridLookup, HashGrid};
 use super::kmeans::{self, WeightedPoints};
 use super::knn::KdTree;
@@ -256,28 +257,24 @@ impl NeuRbf {
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.forward_basis(&self.grid_lookup(x.clone()), &self.basis(x))
+        self.forward_basis(&self.grid_lookup(x.clone()), &self.basis(x), None)
     }
 
-    pub fn forward_basis(&self, lookup: &GridLookup, basis: &RbfBasis) -> Tensor<2> {
+    /// `modulation`: CAM's scale and shift on the first layer (before the residual sine) and on
+    /// the ReLU layers after it.
+    pub fn forward_basis(&self, lookup: &GridLookup, basis: &RbfBasis, modulation: Option<&Modulation>) -> Tensor<2> {
         let table = self.kernel_features.val();
         let fused = kernels::on_flex(&table.device());
-        let rbf = if fused {
-            kernels::gather_sum::gather_sum(table, basis.rows.clone(), basis.psi.clone())
-        } else {
-            let [n, k, f] = basis.psi.dims();
-            let index = basis.gather_index.clone().unwrap_or_else(|| basis.rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
-            (table.gather(0, index).reshape([n, k, f]) * basis.psi.clone()).sum_dim(1).reshape([n, f])
-        };
+        let rbf = kernels::gather_sum::weighted_gather(table, &basis.rows, basis.gather_index.as_ref(), basis.psi.clone());
         let z = Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>();
-        let mut h = self.first.forward(z);
+        let mut h = modulate(modulation, 0, self.first.forward(z));
         if let Some(m) = &self.decoder_frequencies {
             // Residual sine, no ReLU (NeuRBF Eq. 7).
             let m = Tensor::<1>::from_data(TensorData::new(m.clone(), [m.len()]), &h.device());
             h = if fused { kernels::residual_sine::residual_sine(h, m) } else { h.clone() + (h * m.unsqueeze::<2>()).sin() };
         }
-        for layer in &self.hidden {
-            h = relu(layer.forward(h));
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = relu(modulate(modulation, i + 1, layer.forward(h)));
         }
         self.output.forward(h)
     }
@@ -423,7 +420,7 @@ mod tests {
     /// PyTorch reference counts them.
     #[test]
     fn kernel_count_follows_the_budget_rule() {
-        let spec = FieldSpec { d_in: 2, d_out: 3, resolution: 256, shape: vec![256, 256], importance: None };
+        let spec = FieldSpec { d_in: 2, d_out: 3, resolution: 256, shape: vec![256, 256], importance: None, cam_dims: 2 };
         let mut options = NeuRbfOptions {
             kernel: KernelKind::InverseQuadric,
             kernels: 0,

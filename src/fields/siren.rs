@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
+use super::cam::{Modulation, modulate};
 use super::mlp::Linear;
 
 #[derive(Module, Debug)]
@@ -29,12 +30,13 @@ impl Siren {
         Self { first, hidden, output, omega0, hidden_omega }
     }
 
-    /// `x` in `[0, 1]^d`, mapped to SIREN's `[-1, 1]^d`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    /// `x` in `[0, 1]^d`, mapped to SIREN's `[-1, 1]^d`. CAM modulates `ω (W h + b)`, whose
+    /// spread SIREN's initialisation already sets near 1, so normalising it keeps that spread.
+    pub fn forward(&self, x: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {
         let x = x * 2.0 - 1.0;
-        let mut h = (self.first.forward(x) * self.omega0).sin();
-        for layer in &self.hidden {
-            h = (layer.forward(h) * self.hidden_omega).sin();
+        let mut h = modulate(modulation, 0, self.first.forward(x) * self.omega0).sin();
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = modulate(modulation, i + 1, layer.forward(h) * self.hidden_omega).sin();
         }
         self.output.forward(h)
     }

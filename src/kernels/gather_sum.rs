@@ -161,3 +161,16 @@ pub fn gather_sum(table: Tensor<2>, rows: Tensor<1, Int>, weights: Tensor<3>) ->
     let out = <burn::backend::Dispatch as GatherSumOps>::gather_sum(table.into_dispatch(), rows.into_dispatch(), weights.into_dispatch());
     Tensor::from_dispatch(out)
 }
+
+/// `sum_j table[rows[p, j]] * weights[p, j]` on any device: the fused kernel on the CPU backend,
+/// `gather` elsewhere. `gather_index` is `rows` repeated per feature (`[N * k, F]`), for callers
+/// that reuse it; without it, it is built here. `weights` is `[N, k, F]` or `[N, k, 1]`.
+pub fn weighted_gather(table: Tensor<2>, rows: &Tensor<1, Int>, gather_index: Option<&Tensor<2, Int>>, weights: Tensor<3>) -> Tensor<2> {
+    if super::on_flex(&table.device()) {
+        return gather_sum(table, rows.clone(), weights);
+    }
+    let [n, k, _] = weights.dims();
+    let f = table.dims()[1];
+    let index = gather_index.cloned().unwrap_or_else(|| rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
+    (table.gather(0, index).reshape([n, k, f]) * weights).sum_dim(1).reshape([n, f])
+}

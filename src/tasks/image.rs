@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::data::image::{self, Image};
 use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
+use crate::fresh::Signal;
 use crate::metrics;
 use crate::render::render_image;
 
@@ -52,6 +53,7 @@ pub fn image_field_spec(image: &Image) -> FieldSpec {
         resolution: image.width.max(image.height),
         shape: vec![image.width, image.height],
         importance: None,
+        cam_dims: 2,
     }
 }
 
@@ -72,6 +74,11 @@ impl Task for ImageTask {
 
     fn importance(&self) -> Option<WeightedPoints> {
         Some(sobel_importance(&self.image))
+    }
+
+    fn signal(&self) -> Option<(Vec<f32>, Signal)> {
+        let (w, h, c) = (self.image.width, self.image.height, self.image.channels);
+        Some((Image::pixel_centres(w, h), Signal { dims: vec![h, w], channels: c, values: self.image.pixels.clone() }))
     }
 
     fn batch(&self, step: u64, seed: u64) -> Batch {

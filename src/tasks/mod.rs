@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::data::image::Image;
 use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
+use crate::fresh::Signal;
 
 /// Evaluation results in a stable order, as written to `metrics.jsonl` and `summary.json`.
 pub type Metrics = Vec<(String, f64)>;
@@ -30,6 +31,11 @@ pub trait Task {
     fn field_spec(&self) -> FieldSpec;
     /// The target's points weighted by detail, for fields that place kernels adaptively.
     fn importance(&self) -> Option<WeightedPoints> {
+        None
+    }
+    /// The target on its own sample grid, and the coordinates of those samples (flat
+    /// `[N, d_in]`), for FreSh's spectra.
+    fn signal(&self) -> Option<(Vec<f32>, Signal)> {
         None
     }
     /// Training coordinates and targets for `step`; the same `(seed, step)` gives the same batch,

@@ -1,0 +1,309 @@
+//! CAM, coordinate-aware modulation (Lee et al., ICLR 2024), as an option on MLP decoders.
+//!
+//! A modulated hidden layer computes `act(γ(p) · norm(W h + b) + β(p))`. `norm` has no learned
+//! affine. γ and β are read by linear interpolation (corners aligned, border clamped) from small
+//! grids indexed by a coordinate `p` that the task chooses: the pixel for images, the view
+//! direction for radiance fields. Scale grids start at 1 and shift grids at 0, so at
+//! initialisation only the normalisation changes the network. The output layer is never modulated.
+
+use anyhow::{Result, bail};
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
+
+use crate::kernels::gather_sum::weighted_gather;
+
+/// LayerNorm's epsilon, as in CAM's code.
+const NORM_EPS: f64 = 1e-5;
+
+/// Which statistics normalise a hidden layer before it is modulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CamNorm {
+    /// Each point over its own features (images).
+    Point,
+    /// Each ray over all its samples' features (radiance fields: GroupNorm with one group).
+    Ray,
+    None,
+}
+
+impl CamNorm {
+    pub const NAMES: &[&str] = &["point", "ray", "none"];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "point" => Self::Point,
+            "ray" => Self::Ray,
+            "none" => Self::None,
+            other => bail!("unknown CAM normalisation \"{other}\" (point, ray or none)"),
+        })
+    }
+}
+
+/// The modulation grids of every modulated layer.
+#[derive(Module, Debug)]
+pub struct Cam {
+    /// `[cells, 2 * layers]`: column `i` is modulated layer `i`'s scale minus 1, column
+    /// `layers + i` its shift. One table, so a single interpolation serves every layer. Storing
+    /// γ − 1 (same gradients, same Adam steps) makes the initial identity exact in floating point:
+    /// interpolating ones would give 1 ± rounding.
+    pub grids: Param<Tensor<2>>,
+    /// Hidden layers (0-based, in the decoder's order) that are modulated.
+    pub layers: Vec<usize>,
+    /// Grid cells per axis of the modulation coordinate.
+    pub resolution: Vec<usize>,
+    /// 3-D coordinates only: three axis-aligned planes whose samples are summed, instead of a
+    /// volume. (Summed, not multiplied: a product of zero-initialised shift planes never trains.)
+    pub factored: bool,
+    #[module(skip)]
+    pub norm: CamNorm,
+}
+
+/// Which grid rows a batch of points reads, and with what weights.
+#[derive(Clone, Debug)]
+pub struct CamLookup {
+    /// `[N * corners]`.
+    pub rows: Tensor<1, Int>,
+    /// `[N, corners, 1]`.
+    pub weights: Tensor<3>,
+    /// Consecutive points that form one ray, for `CamNorm::Ray` (1 otherwise).
+    pub ray_samples: usize,
+}
+
+/// γ and β of every modulated layer at a batch of points, handed to a decoder.
+pub struct Modulation<'a> {
+    cam: &'a Cam,
+    /// `[N, 2 * layers]`.
+    values: Tensor<2>,
+    ray_samples: usize,
+}
+
+impl Cam {
+    pub fn new(resolution: Vec<usize>, layers: Vec<usize>, factored: bool, norm: CamNorm, device: &Device) -> Result<Self> {
+        if resolution.is_empty() || resolution.len() > 3 || resolution.iter().any(|&r| r < 2) {
+            bail!("CAM grids are 1-, 2- or 3-D with at least 2 cells per axis, got {resolution:?}");
+        }
+        if factored && resolution.len() != 3 {
+            bail!("a factored CAM grid needs a 3-D modulation coordinate, got {}-D", resolution.len());
+        }
+        let planes = plane_axes(resolution.len(), factored);
+        let cells: usize = planes.iter().map(|axes| axes.iter().map(|&a| resolution[a]).product::<usize>()).sum();
+        // γ = 1 and β = 0 everywhere; summed planes keep that.
+        let grids = Tensor::zeros([cells, 2 * layers.len()], device);
+        Ok(Self { grids: Param::from_tensor(grids), layers, resolution, factored, norm })
+    }
+
+    /// Rows and weights for modulation coordinates `p: [N, dims]` in `[0, 1]`, clamped to the
+    /// border. `ray_samples` consecutive points form one ray (1 when points stand alone).
+    pub fn lookup(&self, p: Tensor<2>, ray_samples: usize) -> CamLookup {
+        let [n, d] = p.dims();
+        assert_eq!(d, self.resolution.len(), "CAM coordinate has {d} axes, its grid {}", self.resolution.len());
+        let device = p.device();
+        let per_axis = |f: &dyn Fn(usize) -> f32| Tensor::<2>::from_data(TensorData::new((0..d).map(f).collect::<Vec<_>>(), [1, d]), &device);
+        // Corners aligned: p = 0 and p = 1 sit on the first and last cell.
+        let pos = p.clamp(0.0, 1.0) * per_axis(&|a| (self.resolution[a] - 1) as f32);
+        let cell = pos.clone().floor();
+        let cell = cell.clone() - relu(cell - per_axis(&|a| (self.resolution[a] - 2) as f32)); // p = 1 stays in the last cell
+        let frac = pos - cell.clone();
+        let cell = cell.int();
+
+        let mut rows = Vec::new();
+        let mut weights = Vec::new();
+        let mut offset = 0i32;
+        for axes in plane_axes(d, self.factored) {
+            for corner in 0..1usize << axes.len() {
+                let mut row = Tensor::<2, Int>::zeros([n, 1], &device) + offset;
+                let mut weight = Tensor::<2>::ones([n, 1], &device);
+                let mut stride = 1i32;
+                for (bit, &axis) in axes.iter().enumerate() {
+                    let up = (corner >> bit) & 1 == 1;
+                    let f = frac.clone().narrow(1, axis, 1);
+                    weight = weight * if up { f } else { f.neg() + 1.0 };
+                    row = row + (cell.clone().narrow(1, axis, 1) + up as i32) * stride;
+                    stride *= self.resolution[axis] as i32;
+                }
+                rows.push(row);
+                weights.push(weight);
+            }
+            offset += axes.iter().map(|&a| self.resolution[a] as i32).product::<i32>();
+        }
+        let corners = rows.len();
+        CamLookup {
+            rows: Tensor::cat(rows, 1).reshape([n * corners]),
+            weights: Tensor::cat(weights, 1).reshape([n, corners, 1]),
+            ray_samples: ray_samples.max(1),
+        }
+    }
+
+    /// Interpolate every layer's γ and β once for a batch.
+    pub fn modulation(&self, lookup: &CamLookup) -> Modulation<'_> {
+        let values = weighted_gather(self.grids.val(), &lookup.rows, None, lookup.weights.clone());
+        Modulation { cam: self, values, ray_samples: lookup.ray_samples }
+    }
+
+    pub fn dims(&self) -> usize {
+        self.resolution.len()
+    }
+}
+
+impl Modulation<'_> {
+    /// Normalise and modulate hidden layer `layer`'s pre-activation `h: [N, C]`; layers that are
+    /// not modulated pass through.
+    pub fn apply(&self, layer: usize, h: Tensor<2>) -> Tensor<2> {
+        let Some(slot) = self.cam.layers.iter().position(|&l| l == layer) else {
+            return h;
+        };
+        let count = self.cam.layers.len();
+        let h = match self.cam.norm {
+            CamNorm::Point => normalise_rows(h),
+            CamNorm::Ray => {
+                let [n, c] = h.dims();
+                let s = self.ray_samples;
+                normalise_rows(h.reshape([n / s, s * c])).reshape([n, c])
+            }
+            CamNorm::None => h,
+        };
+        let scale_minus_one = self.values.clone().narrow(1, slot, 1);
+        let shift = self.values.clone().narrow(1, count + slot, 1);
+        h.clone() + h * scale_minus_one + shift
+    }
+}
+
+/// Apply `modulation` to layer `layer` when there is one.
+pub fn modulate(modulation: Option<&Modulation>, layer: usize, h: Tensor<2>) -> Tensor<2> {
+    match modulation {
+        Some(m) => m.apply(layer, h),
+        None => h,
+    }
+}
+
+/// Zero mean and unit (biased) variance along each row, no affine.
+fn normalise_rows(h: Tensor<2>) -> Tensor<2> {
+    let centred = h.clone() - h.mean_dim(1);
+    let variance = centred.clone().square().mean_dim(1);
+    centred / (variance + NORM_EPS).sqrt()
+}
+
+/// The axes each grid spans: the whole coordinate, or the three planes of a factored 3-D grid.
+fn plane_axes(dims: usize, factored: bool) -> Vec<Vec<usize>> {
+    if factored { vec![vec![0, 1], vec![0, 2], vec![1, 2]] } else { vec![(0..dims).collect()] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::mlp::uniform_tensor;
+    use rand::SeedableRng;
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn identity_grids_leave_only_the_normalisation() {
+        let device = Device::flex();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let h = uniform_tensor([50, 16], 2.0, &mut rng, &device) + 0.7;
+        let p = uniform_tensor([50, 2], 0.6, &mut rng, &device) + 0.5;
+        // Scale 1, shift 0, no normalisation: exactly the unmodulated layer, bit for bit.
+        let cam = Cam::new(vec![32, 32], vec![1], false, CamNorm::None, &device).unwrap();
+        let lookup = cam.lookup(p.clone(), 1);
+        let m = cam.modulation(&lookup);
+        assert_eq!(values(m.apply(1, h.clone())), values(h.clone()));
+        // An unmodulated layer passes through even with normalisation on.
+        let cam = Cam::new(vec![32, 32], vec![1], false, CamNorm::Point, &device).unwrap();
+        let m = cam.modulation(&cam.lookup(p, 1));
+        assert_eq!(values(m.apply(0, h.clone())), values(h.clone()));
+        // A modulated one is normalised per point: zero mean, unit variance.
+        let out = values(m.apply(1, h));
+        for row in out.chunks(16) {
+            let mean = row.iter().sum::<f32>() / 16.0;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "mean {mean} var {var}");
+        }
+    }
+
+    #[test]
+    fn ray_norm_uses_every_sample_of_the_ray() {
+        let device = Device::flex();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let h = uniform_tensor([12, 5], 3.0, &mut rng, &device);
+        let cam = Cam::new(vec![10, 3], vec![0], false, CamNorm::Ray, &device).unwrap();
+        let p = uniform_tensor([12, 2], 0.5, &mut rng, &device) + 0.5;
+        let out = values(cam.modulation(&cam.lookup(p, 4)).apply(0, h));
+        for ray in out.chunks(4 * 5) {
+            let mean = ray.iter().sum::<f32>() / 20.0;
+            let var = ray.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 20.0;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "mean {mean} var {var}");
+        }
+    }
+
+    /// Bilinear with corners aligned and the border clamped, against a plain-Rust reference, in
+    /// 2-D and as three summed planes in 3-D.
+    #[test]
+    fn interpolation_matches_reference() {
+        let device = Device::flex();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let res = [4usize, 3, 5];
+        for (dims, factored) in [(2usize, false), (3, true), (3, false), (1, false)] {
+            let mut cam = Cam::new(res[..dims].to_vec(), vec![0], factored, CamNorm::None, &device).unwrap();
+            let cells = cam.grids.val().dims()[0];
+            let table = uniform_tensor([cells, 2], 1.0, &mut rng, &device);
+            let t = values(table.clone());
+            cam.grids = Param::from_tensor(table);
+            let points: Vec<f32> = (0..40 * dims).map(|i| ((i * 37 % 101) as f32 / 80.0) - 0.1).collect();
+            let p = Tensor::<2>::from_data(TensorData::new(points.clone(), [40, dims]), &device);
+            let got = values(cam.modulation(&cam.lookup(p, 1)).values);
+            for (i, point) in points.chunks(dims).enumerate() {
+                let mut want = [0.0f32; 2];
+                let mut offset = 0;
+                for axes in plane_axes(dims, factored) {
+                    let mut stride = 1;
+                    let mut corners = vec![(0usize, 1.0f32)];
+                    for &a in &axes {
+                        let pos = point[a].clamp(0.0, 1.0) * (res[a] - 1) as f32;
+                        let c = pos.floor().min((res[a] - 2) as f32);
+                        let f = pos - c;
+                        corners = corners
+                            .iter()
+                            .flat_map(|&(r, w)| [(r + c as usize * stride, w * (1.0 - f)), (r + (c as usize + 1) * stride, w * f)])
+                            .collect();
+                        stride *= res[a];
+                    }
+                    for (r, w) in corners {
+                        for (k, v) in want.iter_mut().enumerate() {
+                            *v += w * t[(offset + r) * 2 + k];
+                        }
+                    }
+                    offset += stride;
+                }
+                for k in 0..2 {
+                    assert!((got[i * 2 + k] - want[k]).abs() < 1e-5, "{dims}-D factored={factored} point {point:?}: {} vs {}", got[i * 2 + k], want[k]);
+                }
+            }
+        }
+    }
+
+    /// Through a whole field (FFN + CAM on two layers): the loss reaches the scale and the shift
+    /// columns of every modulated layer, and no column of an unmodulated one exists.
+    #[test]
+    fn both_grids_receive_gradients() {
+        let text = "[task]\nkind = \"image\"\npath = \"x.png\"\n[model]\nkind = \"ffn\"\nwidth = 32\nfrequencies = 16\n[model.cam]\ngrid = [8, 8]\nlayers = [0, 2]\n";
+        let mut config = crate::config::Config::parse(text, "test", std::path::Path::new("/"), &[]).unwrap();
+        config.resolve();
+        let spec = crate::fields::FieldSpec { d_in: 2, d_out: 3, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2 };
+        let device = Device::flex().autodiff();
+        let field = crate::fields::Field::new(&config.model, &spec, 0, &device).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let x = uniform_tensor([200, 2], 0.5, &mut rng, &device) + 0.5;
+        let target = uniform_tensor([200, 3], 0.5, &mut rng, &device) + 0.5;
+        let loss = (field.forward(x) - target).square().mean();
+        let grads = loss.backward();
+        let cam = field.cam.as_ref().unwrap();
+        let g = cam.grids.val().grad(&grads).expect("CAM grids get a gradient");
+        assert_eq!(g.dims()[1], 4, "two layers, scale and shift each");
+        let g: Vec<f32> = g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        for column in 0..4 {
+            let norm: f32 = g.chunks(4).map(|row| row[column].abs()).sum();
+            assert!(norm > 1e-6, "column {column} (scale of layer 0 and 2, then shifts) got no gradient");
+        }
+    }
+}
