@@ -158,6 +158,7 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
         eprintln!("note: {note}");
     }
     // Check the inputs before any directory is made, so a typo leaves nothing behind.
+    config.check_resolved()?;
     tasks::check_inputs(&config)?;
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
@@ -259,10 +260,11 @@ fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<E
     let Some(fresh) = config.fresh.clone() else {
         bail!("{} has no [fresh] table (parameter, candidates, bins, inits) to search", path.display());
     };
-    if fresh.chosen.is_some() {
+    if let Some(f) = config.fresh.as_mut().filter(|f| f.chosen.is_some()) {
         eprintln!("note: fresh.chosen is set in {}; searching again", path.display());
-        config.fresh.as_mut().map(|f| f.chosen = None);
+        f.chosen = None;
     }
+    config.check_resolved()?;
     tasks::check_inputs(&config)?;
     let device = device::select(choice)?;
     eprintln!("device: {}", device.description);

@@ -460,6 +460,21 @@ impl Config {
         notes
     }
 
+    /// Checks that need the defaults `resolve` fills in; run after it, before anything is written.
+    pub fn check_resolved(&self) -> Result<()> {
+        if let Some(cam) = &self.model.cam {
+            let hidden = self.model.hidden_layers.unwrap_or(0);
+            if let Some(bad) = cam.layers.iter().find(|&&l| l >= hidden) {
+                bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
+            }
+            // Images modulate by the pixel position.
+            if self.task.kind == "image" && cam.grid.len() != 2 {
+                bail!("model.cam.grid has {} axes, but an image is modulated by its 2-D pixel position", cam.grid.len());
+            }
+        }
+        Ok(())
+    }
+
     /// This config with `model.<key>` set to `value`, checked like a file (FreSh's candidates).
     pub fn with_model_value(&self, key: &str, value: &toml::Value) -> Result<Config> {
         let mut table = toml::Table::try_from(self)?;

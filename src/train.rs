@@ -14,12 +14,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::fresh::{self, FreshReport, Signal};
-use crate::render::evaluate_points;
 use crate::device::SelectedDevice;
 use crate::fields::{Field, Prepared};
+use crate::fresh::{self, FreshReport, Signal};
 use crate::metrics::psnr_from_mse;
 use crate::optim::{Adam, lr_scale};
+use crate::render::evaluate_points;
 use crate::run::{Progress, RunDir};
 use crate::tasks::{self, Metrics};
 

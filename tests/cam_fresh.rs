@@ -120,3 +120,21 @@ fn cam_lifts_a_small_fourier_feature_network() {
     assert!(cam > 29.0, "FFN + CAM reached only {cam:.2} dB");
     assert!(cam > plain + 5.0, "CAM {cam:.2} dB vs plain {plain:.2} dB");
 }
+
+#[test]
+fn bad_cam_settings_are_one_clear_error() {
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    for (set, needles) in [
+        ("model.cam.norm=rays", &["model.cam.norm", "did you mean \"ray\""][..]),
+        ("model.cam.norm=ray", &["model.cam.norm", "needs a task with rays"][..]),
+        ("model.cam.layers=[7]", &["model.cam.layers", "layer 7 does not exist"][..]),
+        ("model.cam.grid=[32]", &["model.cam.grid", "1 axes", "2-D pixel position"][..]),
+        ("model.cam.gird=[8,8]", &["model.cam.gird", "model.cam.grid"][..]),
+    ] {
+        let mut args = small_run("configs/image/ffn_cam.toml", out, "bad", "2");
+        args.extend(["--set", set]);
+        assert_clean_error(&run(&args), needles);
+        assert!(!t.path().join("bad").exists(), "{set}: a failed start left a run directory");
+    }
+}
