@@ -1,3 +1,4 @@
 //! Loading and writing data: images now; meshes and posed-image scenes follow.
 
 pub mod image;
+pub mod mesh;
