@@ -13,7 +13,6 @@
 # interrupted bench continues where it stopped (the full set takes hours on 2 cores).
 # Quality only: for seconds per step side by side with PyTorch use bench/speed.sh on a quiet machine.
 source "$(dirname "$0")/common.sh"
-DEVICE="${DEVICE:-auto}"
 STEPS="${STEPS:-3500}"
 MODELS="${MODELS:-neurbf neurbf-no-sinusoids gnf hashgrid peer-neurbf}"
 OUT="${OUT:-bench/results/rbf-$STEPS}"
@@ -38,30 +37,24 @@ config_for() {
 
 train_one() { # model image
   local model=$1 img=$2 d="$OUT/$1-$2"
-  [ -f "$d/summary.json" ] && return 0
-  rm -rf "$d"
-  if [ "$model" = peer-neurbf ]; then
-    [ -x "$PYTHON" ] || { echo "  skipping peer-neurbf: no $PYTHON (see $PEER/README.md)" >&2; return 0; }
-    mkdir -p "$d"
-    (cd "$PEER" && "$PYTHON" neurbf.py --image "$OLDPWD/$KODAK/$img.png" --steps "$STEPS" --out "$OLDPWD/$d/peer.json") > "$d/log.txt" 2>&1 \
-      || { echo "failed: $model on $img (see $d/log.txt)" >&2; exit 1; }
-    # The reference's JSON in nfield's summary keys.
-    "$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); json.dump({"params": r["params"], "steps": r["steps"], "train_seconds": r["seconds"], "steps_per_second": 1/r["sec_per_step"], "psnr": r["psnr"]}, open(sys.argv[2], "w"), indent=1)' "$d/peer.json" "$d/summary.json"
-  else
+  if [ "$model" != peer-neurbf ]; then
     # shellcheck disable=SC2046
-    "$BIN" train $(config_for "$model") --device "$DEVICE" --out "$OUT" --name "$model-$img" --quiet --steps "$STEPS" \
-      --set "task.path=$KODAK/$img.png" --set "task.crop=[256,256]" > /dev/null 2> "$OUT/$model-$img.log" \
-      || { echo "failed: $model on $img (see $OUT/$model-$img.log)" >&2; exit 1; }
+    train_run "$model-$img" $(config_for "$model") --steps "$STEPS" --set "task.path=$KODAK/$img.png" --set "task.crop=[256,256]"
+    return
   fi
-  echo "  $model $img: $(num "$d" psnr) dB in $(num "$d" train_seconds) s" >&2
+  [ -f "$d/summary.json" ] && return 0
+  [ -x "$PYTHON" ] || { echo "  skipping peer-neurbf: no $PYTHON (see $PEER/README.md)" >&2; return 0; }
+  rm -rf "$d"; mkdir -p "$d"
+  (cd "$PEER" && "$PYTHON" neurbf.py --image "$OLDPWD/$KODAK/$img.png" --steps "$STEPS" --out "$OLDPWD/$d/peer.json") > "$d/log.txt" 2>&1 \
+    || { echo "failed: $model on $img (see $d/log.txt)" >&2; exit 1; }
+  # The reference's JSON in nfield's summary keys.
+  "$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); json.dump({"params": r["params"], "steps": r["steps"], "train_seconds": r["seconds"], "steps_per_second": 1/r["sec_per_step"], "psnr": r["psnr"]}, open(sys.argv[2], "w"), indent=1)' "$d/peer.json" "$d/summary.json"
+  echo "  $model-$img: $(num "$d" psnr) dB in $(num "$d" train_seconds) s" >&2
 }
-
-num() { sed -n "s/^ *\"$2\": *\([-0-9.e]*\).*/\1/p" "$1/summary.json"; }
 
 if [ "$TABLE_ONLY" = 0 ]; then
   [ -d "$KODAK" ] || { echo "bench/rbf.sh: $KODAK not found (put ../shared beside the repository, or set KODAK=DIR)" >&2; exit 1; }
   cargo build --release --quiet
-  BIN="$CARGO_TARGET_DIR/release/nfield"
   for img in "${IMAGES[@]}"; do
     for model in $MODELS; do train_one "$model" "$img"; done
   done
@@ -69,17 +62,4 @@ fi
 
 echo "Kodak 256x256 centre crops, $STEPS full-batch steps; means over the images each model has finished:"
 printf '| model | images | params | PSNR (dB) | SSIM | s/step (not quiet) |\n|---|---|---|---|---|---|\n'
-for model in $MODELS; do
-  n=0; p=0; q=0; ss=0; nss=0; sps=0
-  for img in "${IMAGES[@]}"; do
-    d="$OUT/$model-$img"
-    [ -f "$d/summary.json" ] || continue
-    n=$((n + 1)); p=$(num "$d" params)
-    q=$(awk -v a="$q" -v b="$(num "$d" psnr)" 'BEGIN { print a + b }')
-    sps=$(awk -v a="$sps" -v b="$(num "$d" steps_per_second)" 'BEGIN { print a + 1 / b }')
-    s=$(num "$d" ssim); [ -n "$s" ] && { ss=$(awk -v a="$ss" -v b="$s" 'BEGIN { print a + b }'); nss=$((nss + 1)); }
-  done
-  [ "$n" = 0 ] && continue
-  awk -v m="$model" -v n="$n" -v p="$p" -v q="$q" -v ss="$ss" -v nss="$nss" -v t="$sps" \
-    'BEGIN { printf "| %s | %d | %d | %.2f | %s | %.3f |\n", m, n, p, q / n, (nss ? sprintf("%.4f", ss / nss) : "-"), t / n }'
-done
+for model in $MODELS; do table_row "$model" "${IMAGES[@]}"; done
