@@ -70,12 +70,14 @@ impl MeshSdf {
     /// Distance from `q` to the nearest point of the surface.
     pub fn distance(&self, q: V3) -> f32 {
         let mut best = f32::INFINITY;
-        let mut stack = vec![0usize];
-        while let Some(i) = stack.pop() {
-            let node = &self.nodes[i];
-            if box_distance_squared(q, node.lo, node.hi) >= best {
+        // (squared distance to the node's box, node), nearest on top.
+        let mut stack = Vec::with_capacity(64);
+        stack.push((0.0f32, 0usize));
+        while let Some((box_distance, i)) = stack.pop() {
+            if box_distance >= best {
                 continue;
             }
+            let node = &self.nodes[i];
             if node.count > 0 {
                 for &t in &self.order[node.start..node.start + node.count] {
                     let p = closest_on_triangle(q, self.triangles[t]);
@@ -83,10 +85,14 @@ impl MeshSdf {
                     best = best.min(dot(d, d));
                 }
             } else {
-                // Visit the nearer child first (pushed last).
-                let [a, b] = node.children;
-                let (da, db) = (self.box_distance(q, a), self.box_distance(q, b));
-                if da < db { stack.extend([b, a]) } else { stack.extend([a, b]) }
+                let [a, b] = node.children.map(|c| (self.box_distance(q, c), c));
+                let (near, far) = if a.0 < b.0 { (a, b) } else { (b, a) };
+                if far.0 < best {
+                    stack.push(far);
+                }
+                if near.0 < best {
+                    stack.push(near);
+                }
             }
         }
         best.sqrt()
