@@ -135,6 +135,26 @@ impl MeshSdf {
         queries.par_iter().map(|&q| self.signed_distance(q)).collect()
     }
 
+    /// `n` training samples as instant-ngp and NeuRBF draw them, in the ratio 4 : 3 : 1: points
+    /// on the surface (distance 0, not queried), surface points moved by N(0, `noise`²) per
+    /// axis, and points uniform in `[-1, 1]^3`. Returns the points and their signed distances.
+    pub fn training_samples(&self, n: usize, noise: f32, rng: &mut impl rand::Rng) -> (Vec<V3>, Vec<f32>) {
+        use rand::RngExt;
+        let areas = self.cumulative_areas();
+        let (surface, near) = (n / 2, 3 * n / 8);
+        let mut points = Vec::with_capacity(n);
+        for i in 0..surface + near {
+            let p = self.surface_point(&areas, rng.random(), rng.random(), rng.random());
+            points.push(if i < surface { p } else { add(p, [0; 3].map(|_| noise * standard_normal(rng))) });
+        }
+        while points.len() < n {
+            points.push([0; 3].map(|_| rng.random::<f32>() * 2.0 - 1.0));
+        }
+        let mut distances = vec![0.0; surface];
+        distances.extend(self.signed_distances(&points[surface..]));
+        (points, distances)
+    }
+
     /// A point on the surface, uniformly by area, from two uniform numbers and a triangle pick
     /// (used by the training-sample generator).
     pub fn surface_point(&self, cumulative_area: &[f32], pick: f32, u: f32, v: f32) -> V3 {
@@ -198,6 +218,14 @@ fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: us
     nodes[index].children = [left, right];
     nodes[index].count = 0;
     index
+}
+
+/// A standard normal sample (Box-Muller).
+fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
+    use rand::RngExt;
+    let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+    let u2: f32 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
 fn box_distance_squared(q: V3, lo: V3, hi: V3) -> f32 {
@@ -337,6 +365,25 @@ mod tests {
             let brute = sdf.triangles.iter().map(|&t| norm(sub(q, closest_on_triangle(q, t)))).fold(f32::INFINITY, f32::min);
             assert_eq!(sdf.distance(q), brute, "{q:?}");
         }
+    }
+
+    #[test]
+    fn training_samples_follow_the_4_3_1_split() {
+        let sdf = MeshSdf::new(&icosphere(3, 0.5));
+        let mut rng = StdRng::seed_from_u64(5);
+        let (points, distances) = sdf.training_samples(8000, 0.01, &mut rng);
+        assert_eq!((points.len(), distances.len()), (8000, 8000));
+        // Surface points lie on the facets, within the icosphere's flattening of the sphere.
+        for p in &points[..4000] {
+            assert!((norm(*p) - 0.5).abs() < 0.01 && sdf.distance(*p) < 1e-5, "{p:?}");
+        }
+        // Near-surface points spread about the noise scale; uniform ones fill the box.
+        let near: Vec<f32> = distances[4000..7000].to_vec();
+        let rms = (near.iter().map(|d| d * d).sum::<f32>() / near.len() as f32).sqrt();
+        assert!((0.006..0.014).contains(&rms), "near-surface rms distance {rms}");
+        let inside = distances[7000..].iter().filter(|&&d| d < 0.0).count() as f32 / 1000.0;
+        let ball = 4.0 / 3.0 * std::f32::consts::PI * 0.125 / 8.0; // the ball's share of the box
+        assert!((inside - ball).abs() < 0.04, "uniform points inside: {inside} vs {ball}");
     }
 
     /// The hierarchical winding number agrees with the exact sum, and a mesh with a hole still
