@@ -71,7 +71,7 @@ pub struct CamLookup {
 /// γ and β of every modulated layer at a batch of points, handed to a decoder.
 pub struct Modulation<'a> {
     cam: &'a Cam,
-    /// `[N, 2 * layers]`.
+    /// `[N, 2 * layers]`: γ − 1, then β, as the grids store them.
     values: Tensor<2>,
     ray_samples: usize,
 }
@@ -137,10 +137,6 @@ impl Cam {
     pub fn modulation(&self, lookup: &CamLookup) -> Modulation<'_> {
         let values = weighted_gather(self.grids.val(), &lookup.rows, None, lookup.weights.clone());
         Modulation { cam: self, values, ray_samples: lookup.ray_samples }
-    }
-
-    pub fn dims(&self) -> usize {
-        self.resolution.len()
     }
 }
 
