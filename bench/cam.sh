@@ -17,12 +17,7 @@ SIZE="${SIZE:-256}"
 MODELS="${MODELS:-ffn ffn_cam siren siren_cam neurbf neurbf_cam}"
 NATURAL="${NATURAL:-../shared/data/images/fourier-features-div2k-test}"
 OUT="${OUT:-bench/results/cam-$SIZE-$STEPS}"
-TABLE_ONLY=0
-IMAGES=()
-for a in "$@"; do
-  if [ "$a" = "--table" ]; then TABLE_ONLY=1; else IMAGES+=("$a"); fi
-done
-[ ${#IMAGES[@]} -eq 0 ] && IMAGES=(012 013 014 015)
+bench_args 012 013 014 015 -- "$@"
 mkdir -p "$OUT"
 
 if [ "$TABLE_ONLY" = 0 ]; then

@@ -42,3 +42,17 @@ table_row() {
   awk -v m="$model" -v n="$n" -v p="$p" -v q="$q" -v ss="$ss" -v nss="$nss" -v t="$sps" \
     'BEGIN { printf "| %s | %d | %d | %.2f | %s | %.3f |\n", m, n, p, q / n, (nss ? sprintf("%.4f", ss / nss) : "-"), t / n }'
 }
+
+# The bench scripts' arguments: `--table` (only print the table of what finished) and image
+# names; `bench_args DEFAULT_IMAGE... -- "$@"` sets TABLE_ONLY and IMAGES.
+bench_args() {
+  local defaults=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do defaults+=("$1"); shift; done
+  shift
+  TABLE_ONLY=0
+  IMAGES=()
+  for a in "$@"; do
+    if [ "$a" = "--table" ]; then TABLE_ONLY=1; else IMAGES+=("$a"); fi
+  done
+  [ ${#IMAGES[@]} -gt 0 ] || IMAGES=("${defaults[@]}")
+}

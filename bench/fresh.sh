@@ -18,12 +18,7 @@ MODELS="${MODELS:-siren ffn}"
 SIREN_VALUES="${SIREN_VALUES:-10.0 30.0 60.0 90.0 150.0}"
 FFN_VALUES="${FFN_VALUES:-2.0 6.0 10.0 20.0 40.0}"
 OUT="${OUT:-bench/results/fresh-$STEPS}"
-TABLE_ONLY=0
-IMAGES=()
-for a in "$@"; do
-  if [ "$a" = "--table" ]; then TABLE_ONLY=1; else IMAGES+=("$a"); fi
-done
-[ ${#IMAGES[@]} -eq 0 ] && IMAGES=(kodim01 kodim02 kodim03 kodim04 kodim05 kodim06 kodim07 kodim08 kodim09 kodim10 kodim11 kodim12)
+bench_args kodim01 kodim02 kodim03 kodim04 kodim05 kodim06 kodim07 kodim08 kodim09 kodim10 kodim11 kodim12 -- "$@"
 mkdir -p "$OUT"
 
 key_of() { case "$1" in siren) echo omega0 ;; ffn) echo sigma ;; esac; }

@@ -16,12 +16,7 @@ source "$(dirname "$0")/common.sh"
 STEPS="${STEPS:-3500}"
 MODELS="${MODELS:-neurbf neurbf-no-sinusoids gnf hashgrid peer-neurbf}"
 OUT="${OUT:-bench/results/rbf-$STEPS}"
-TABLE_ONLY=0
-IMAGES=()
-for a in "$@"; do
-  if [ "$a" = "--table" ]; then TABLE_ONLY=1; else IMAGES+=("$a"); fi
-done
-[ ${#IMAGES[@]} -eq 0 ] && IMAGES=(kodim01 kodim02 kodim03 kodim04 kodim05 kodim06 kodim07 kodim08 kodim09 kodim10 kodim11 kodim12)
+bench_args kodim01 kodim02 kodim03 kodim04 kodim05 kodim06 kodim07 kodim08 kodim09 kodim10 kodim11 kodim12 -- "$@"
 mkdir -p "$OUT"
 
 # Config and overrides per model (all at about 72K parameters).

@@ -304,11 +304,7 @@ impl Config {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        let value = toml::Value::Table(table);
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow::anyhow!("{source}: {}", describe_serde_error(&path, &e.into_inner().to_string()))
-        })?;
+        let mut config = from_table(table, source)?;
         // A path typed on the command line is relative to where the user stands.
         let path_from_cli = overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some("task.path"));
         if config.task.path.is_relative() {
@@ -482,10 +478,7 @@ impl Config {
             model.insert(key.to_string(), value.clone());
         }
         let source = format!("model.{key} = {value}");
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow::anyhow!("{source}: {}", describe_serde_error(&path, &e.into_inner().to_string()))
-        })?;
+        let config = from_table(table, &source)?;
         config.validate(&source)?;
         Ok(config)
     }
@@ -581,6 +574,14 @@ finest_resolution = 0"#,
             1e-2,
         ),
     }
+}
+
+/// A config from a TOML table; errors name `source` and the dotted key.
+fn from_table(table: toml::Table, source: &str) -> Result<Config> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow::anyhow!("{source}: {}", describe_serde_error(&path, &e.into_inner().to_string()))
+    })
 }
 
 fn check_choice(source: &str, key: &str, value: &str, choices: &[&str]) -> Result<()> {

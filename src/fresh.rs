@@ -45,12 +45,12 @@ pub fn spectrum(signal: &Signal, bins: usize) -> Result<Vec<f64>> {
     let mut shells = vec![0.0f64; bins + 1];
     for (index, &m) in magnitude.iter().enumerate() {
         let mut rest = index;
-        let mut coords = vec![0usize; d];
+        let mut coords = [0usize; 3];
         for a in (0..d).rev() {
             coords[a] = rest % side;
             rest /= side;
         }
-        let k: usize = coords.iter().sum();
+        let k: usize = coords[..d].iter().sum();
         if k <= bins && (d != 2 || keeps(coords[0], coords[1], side)) {
             shells[k] += m;
         }

@@ -209,10 +209,14 @@ mod tests {
         let m = cam.modulation(&cam.lookup(p, 1));
         assert_eq!(values(m.apply(0, h.clone())), values(h.clone()));
         // A modulated one is normalised per point: zero mean, unit variance.
-        let out = values(m.apply(1, h));
-        for row in out.chunks(16) {
-            let mean = row.iter().sum::<f32>() / 16.0;
-            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
+        assert_normalised(&values(m.apply(1, h)), 16);
+    }
+
+    /// Every consecutive `size` values have zero mean and unit (biased) variance.
+    fn assert_normalised(values: &[f32], size: usize) {
+        for group in values.chunks(size) {
+            let mean = group.iter().sum::<f32>() / size as f32;
+            let var = group.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / size as f32;
             assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "mean {mean} var {var}");
         }
     }
@@ -224,12 +228,8 @@ mod tests {
         let h = uniform_tensor([12, 5], 3.0, &mut rng, &device);
         let cam = Cam::new(vec![10, 3], vec![0], false, CamNorm::Ray, &device).unwrap();
         let p = uniform_tensor([12, 2], 0.5, &mut rng, &device) + 0.5;
-        let out = values(cam.modulation(&cam.lookup(p, 4)).apply(0, h));
-        for ray in out.chunks(4 * 5) {
-            let mean = ray.iter().sum::<f32>() / 20.0;
-            let var = ray.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 20.0;
-            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "mean {mean} var {var}");
-        }
+        // 4 samples x 5 features per ray.
+        assert_normalised(&values(cam.modulation(&cam.lookup(p, 4)).apply(0, h)), 20);
     }
 
     /// Bilinear with corners aligned and the border clamped, against a plain-Rust reference, in
