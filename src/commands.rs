@@ -14,6 +14,7 @@ use crate::device::{self, DeviceChoice, SelectedDevice};
 use crate::fields::Field;
 use crate::optim::Adam;
 use crate::render::render_image;
+use crate::render::sphere_trace::{self, Camera, Shading};
 use crate::run::RunDir;
 use crate::tasks;
 use crate::train::{self, TrainOptions, TrainOutcome};
@@ -35,8 +36,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceChoice,
     },
-    /// Render a trained field: an image field at any size (zoom, super-resolution).
+    /// Render a trained field: an image field at any size (zoom, super-resolution), an SDF
+    /// sphere-traced from cameras orbiting it.
     Render(RenderArgs),
+    /// Mesh a trained SDF by marching cubes into a binary PLY with normals.
+    Mesh {
+        run_dir: PathBuf,
+        /// Grid points per axis (default: the run's eval.resolution).
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Output file (default: RUN_DIR/mesh-<resolution>.ply).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceChoice,
+    },
     /// Run FreSh on a config's [fresh] table: print each candidate's spectral distance and the choice.
     Fresh {
         config: PathBuf,
@@ -77,7 +91,7 @@ pub struct TrainArgs {
 #[derive(Args, Debug)]
 pub struct RenderArgs {
     pub run_dir: PathBuf,
-    /// Output size, e.g. 1024x1024 (default: the training image's size).
+    /// Output size, e.g. 1024x1024 (default: the training image's size; 512x512 for SDF runs).
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(usize, usize)>,
     /// Render from training view I (radiance-field and SDF runs).
@@ -117,6 +131,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Eval { run_dir, device }) => eval_command(&run_dir, device),
         Some(Command::Render(args)) => render_command(&args),
+        Some(Command::Mesh { run_dir, resolution, out, device }) => mesh_command(&run_dir, resolution, out, device),
         Some(Command::Fresh { config, set, device }) => fresh_command(&config, &set, device),
     }
 }
@@ -159,7 +174,9 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     }
     // Check the inputs before any directory is made, so a typo leaves nothing behind.
     config.check_resolved()?;
-    tasks::check_inputs(&config)?;
+    for warning in tasks::check_inputs(&config)? {
+        eprintln!("warning: {warning}");
+    }
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
 
@@ -214,6 +231,12 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
             if let Some(s) = summary["ssim"].as_f64() {
                 line += &format!(", SSIM {s:.4}");
             }
+            if let Some(v) = summary["iou"].as_f64() {
+                line += &format!(", IoU {v:.4}");
+            }
+            if let Some(v) = summary["normal_error_deg"].as_f64() {
+                line += &format!(", normal error {v:.2} deg");
+            }
             eprintln!("{line}");
             println!("run: {}", run.path.display());
             Ok(ExitCode::SUCCESS)
@@ -265,7 +288,9 @@ fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<E
         f.chosen = None;
     }
     config.check_resolved()?;
-    tasks::check_inputs(&config)?;
+    for warning in tasks::check_inputs(&config)? {
+        eprintln!("warning: {warning}");
+    }
     let device = device::select(choice)?;
     eprintln!("device: {}", device.description);
     let (_, report) = train::run_fresh(&config, &device.device, false)?;
@@ -298,6 +323,9 @@ fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
 
 fn render_command(args: &RenderArgs) -> Result<ExitCode> {
     let LoadedRun { run, config, device, field } = load_run(&args.run_dir, args.device)?;
+    if config.task.kind == "sdf" {
+        return render_sdf(args, &run, &config, &device, &field);
+    }
     if config.task.kind == "image" && (args.view.is_some() || args.orbit.is_some() || args.mode != RenderMode::Rgb) {
         bail!("--view, --orbit and --mode apply to SDF and radiance-field runs; an image run renders with --size only");
     }
@@ -313,9 +341,9 @@ fn render_command(args: &RenderArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `dir/base`, or `dir/base-2`, ... so that no earlier render is overwritten.
+/// `dir/base`, or `dir/base-2`, ... so that no earlier render or mesh is overwritten.
 fn unused_stem(dir: &Path, base: &str) -> PathBuf {
-    let taken = |p: &Path| ["png", "exr"].iter().any(|e| p.with_extension(e).exists());
+    let taken = |p: &Path| ["png", "exr", "ply"].iter().any(|e| p.with_extension(e).exists());
     let mut stem = dir.join(base);
     let mut i = 2;
     while taken(&stem) {
@@ -323,4 +351,90 @@ fn unused_stem(dir: &Path, base: &str) -> PathBuf {
         i += 1;
     }
     stem
+}
+
+/// Sphere-traced pictures of a trained SDF: one front view, or `--orbit FRAMES` views around it
+/// into a new folder.
+fn render_sdf(args: &RenderArgs, run: &RunDir, config: &Config, device: &SelectedDevice, field: &Field) -> Result<ExitCode> {
+    if args.view.is_some() {
+        bail!("--view renders a training camera, and an SDF run has none; use --orbit FRAMES");
+    }
+    let (width, height) = args.size.unwrap_or((512, 512));
+    let shading = match args.mode {
+        RenderMode::Rgb => Shading::Lit,
+        RenderMode::Depth => Shading::Depth,
+        RenderMode::Normal => Shading::Normal,
+    };
+    let mode = format!("{:?}", args.mode).to_lowercase();
+    let out = args.out.clone().unwrap_or_else(|| run.path.join("renders"));
+    let frames = args.orbit.unwrap_or(1);
+    if frames == 0 {
+        bail!("--orbit needs at least 1 frame");
+    }
+    let chunk = config.eval.chunk_size;
+    let mut sdf = |points: &[f32]| tasks::sdf::field_distances(field, points, chunk, &device.device);
+    let stems: Vec<PathBuf> = if args.orbit.is_some() {
+        let folder = unused_dir(&out, &format!("orbit-{mode}-{width}x{height}"));
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        (0..frames).map(|i| folder.join(format!("{i:03}"))).collect()
+    } else {
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        vec![unused_stem(&out, &format!("{mode}-{width}x{height}"))]
+    };
+    let bar = indicatif::ProgressBar::new(frames as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("render [{elapsed_precise}] {wide_bar} {pos}/{len} frames ETA {eta}").expect("valid template"));
+    for (i, stem) in stems.iter().enumerate() {
+        let camera = Camera::orbit(i, frames, 3.0, 20.0);
+        let pixels = sphere_trace::render(&mut sdf, &camera, width, height, shading);
+        image::save(stem, width, height, 3, &pixels, image::SampleFormat::U8)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    match stems.as_slice() {
+        [one] => println!("wrote {}", one.with_extension("png").display()),
+        _ => println!("wrote {} frames to {}", stems.len(), stems[0].parent().unwrap_or(Path::new(".")).display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nfield mesh`: marching cubes of a trained SDF, in the original mesh's units.
+fn mesh_command(run_dir: &Path, resolution: Option<usize>, out: Option<PathBuf>, choice: DeviceChoice) -> Result<ExitCode> {
+    let LoadedRun { run, config, device, field } = load_run(run_dir, choice)?;
+    if config.task.kind != "sdf" {
+        bail!("nfield mesh needs an SDF run; {} is a {} run", run_dir.display(), config.task.kind);
+    }
+    let resolution = resolution.or(config.eval.resolution).unwrap_or(256);
+    if !(2..=4096).contains(&resolution) {
+        bail!("--resolution must be between 2 and 4096, got {resolution}");
+    }
+    let path = match out {
+        Some(p) if p.exists() => bail!("{} already exists; nfield never overwrites a file (choose another --out)", p.display()),
+        Some(p) => p,
+        None => unused_stem(&run.path, &format!("mesh-{resolution}")).with_extension("ply"),
+    };
+    let (_, normalisation, _) = tasks::sdf::load_mesh(&config)?;
+    let bar = indicatif::ProgressBar::new(resolution as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("mesh [{elapsed_precise}] {wide_bar} {pos}/{len} slices ETA {eta}").expect("valid template"));
+    let chunk = config.eval.chunk_size;
+    let surface = tasks::sdf::field_surface(&field, resolution, chunk, &device.device, |_, _, _| bar.inc(1))?;
+    bar.finish_and_clear();
+    if surface.triangles.is_empty() {
+        bail!("the field has no zero level set inside the [-1, 1] box at resolution {resolution}: nothing to mesh (is the run trained?)");
+    }
+    let ply = tasks::sdf::surface_ply(&field, &surface, &normalisation, chunk, &device.device);
+    crate::run::write_atomic(&path, &ply)?;
+    eprintln!("{} vertices, {} triangles", surface.vertices.len(), surface.triangles.len());
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dir/base`, or `dir/base-2`, ... that does not exist yet.
+fn unused_dir(dir: &Path, base: &str) -> PathBuf {
+    let mut path = dir.join(base);
+    let mut i = 2;
+    while path.exists() {
+        path = dir.join(format!("{base}-{i}"));
+        i += 1;
+    }
+    path
 }

@@ -33,16 +33,28 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// `image` (SDF and radiance-field tasks come later).
+    /// `image` or `sdf` (radiance fields come later).
     pub kind: String,
-    /// The target, relative to the config file.
+    /// The target (an image, or a mesh for `sdf`), relative to the config file.
     pub path: PathBuf,
-    /// Centre crop `[width, height]` in pixels.
+    /// Image: centre crop `[width, height]` in pixels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop: Option<[u32; 2]>,
-    /// Pixels per step; 0 trains on the whole image every step (full batch).
+    /// Pixels (points for `sdf`) per step; 0 trains on every pixel (the whole pool) every step.
     #[serde(default)]
     pub batch_size: usize,
+    /// SDF: the mesh is centred and scaled so its farthest vertex sits at this radius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radius: Option<f64>,
+    /// SDF: training points drawn at a time (surface, near-surface and uniform, 4 : 3 : 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
+    /// SDF: draw a fresh pool every this many steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_refresh: Option<u64>,
+    /// SDF: standard deviation of the near-surface points' offsets, in the `[-1, 1]` box's units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surface_noise: Option<f64>,
 }
 
 /// One flat table for every field kind; keys a kind does not use are dropped by `resolve`.
@@ -213,7 +225,8 @@ pub struct TrainConfig {
     pub gamma: f64,
     /// `cosine` and `exponential`: final rate as a fraction of the initial one.
     pub final_lr_ratio: f64,
-    /// `mse` | `half_mse` (CAM's 0.5 MSE; same optimum, half the gradient).
+    /// `mse` | `half_mse` (CAM's 0.5 MSE; same optimum, half the gradient) | `l1` | `mape`
+    /// (SDF: `|p - t| / (|t| + 0.01)`, instant-ngp's and NeuRBF's).
     pub loss: String,
     /// Read the loss back (and log it) every this many steps.
     pub log_every: u64,
@@ -252,11 +265,20 @@ impl Default for TrainConfig {
 pub struct EvalConfig {
     /// Points per forward pass when rendering for evaluation (bounds memory).
     pub chunk_size: usize,
+    /// SDF: grid points per axis for IoU and the marching-cubes mesh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<usize>,
+    /// SDF: points sampled on each surface for Chamfer, F-score and normal error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surface_samples: Option<usize>,
+    /// SDF: the F-score's distance threshold, in the `[-1, 1]` box's units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fscore_threshold: Option<f64>,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { chunk_size: 1 << 16 }
+        Self { chunk_size: 1 << 16, resolution: None, surface_samples: None, fscore_threshold: None }
     }
 }
 
@@ -276,9 +298,9 @@ impl Default for OutputConfig {
 pub const MODEL_KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf", "gnf"];
 /// Kinds with an MLP decoder that CAM can modulate.
 pub const CAM_KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf"];
-pub const TASK_KINDS: &[&str] = &["image"];
+pub const TASK_KINDS: &[&str] = &["image", "sdf"];
 const SCHEDULES: &[&str] = &["constant", "step", "cosine", "exponential"];
-const LOSSES: &[&str] = &["mse", "half_mse", "l1"];
+const LOSSES: &[&str] = &["mse", "half_mse", "l1", "mape"];
 
 impl Config {
     /// Read a config file, apply `--set` overrides, validate and resolve paths against its folder.
@@ -358,6 +380,27 @@ impl Config {
         {
             bail!("{source}: task.crop must be two positive sizes [width, height]");
         }
+        if self.task.radius.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+            bail!("{source}: task.radius must be in (0, 1]: the mesh must fit the [-1, 1] box");
+        }
+        if self.task.surface_noise.is_some_and(|n| !(n >= 0.0 && n.is_finite())) {
+            bail!("{source}: task.surface_noise must be a finite number >= 0");
+        }
+        for (key, v) in [
+            ("task.pool_size", self.task.pool_size),
+            ("eval.resolution", self.eval.resolution.map(|r| r.saturating_sub(1))),
+            ("eval.surface_samples", self.eval.surface_samples),
+        ] {
+            if v == Some(0) {
+                bail!("{source}: {key} must be at least {}", if key == "eval.resolution" { 2 } else { 1 });
+            }
+        }
+        if self.task.pool_refresh == Some(0) {
+            bail!("{source}: task.pool_refresh must be at least 1 step");
+        }
+        if self.eval.fscore_threshold.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
+            bail!("{source}: eval.fscore_threshold must be a positive number");
+        }
         let m = &self.model;
         for (key, v) in [
             ("model.hidden_layers", m.hidden_layers),
@@ -406,8 +449,8 @@ impl Config {
             if cam.factored && cam.grid.len() != 3 {
                 bail!("{source}: model.cam.factored needs a 3-axis model.cam.grid");
             }
-            if cam.norm == "ray" && self.task.kind == "image" {
-                bail!("{source}: model.cam.norm = \"ray\" needs a task with rays; images use \"point\"");
+            if cam.norm == "ray" {
+                bail!("{source}: model.cam.norm = \"ray\" needs a task with rays; images and SDFs use \"point\"");
             }
         }
         if let Some(f) = &self.fresh {
@@ -427,11 +470,15 @@ impl Config {
 
     /// Fill every default that depends on the model kind, and drop keys the kind does not use.
     pub fn resolve(&mut self) -> Vec<String> {
+        let mut notes = self.resolve_task();
         let kind = self.model.kind.clone();
         let (defaults, lr, grid_lr) = model_defaults(&kind);
-        let defaults: toml::Table = toml::from_str(defaults).expect("built-in model defaults are valid TOML");
+        let mut defaults: toml::Table = toml::from_str(defaults).expect("built-in model defaults are valid TOML");
+        if self.task.kind == "sdf" && defaults.contains_key("output_activation") {
+            // A signed distance is unbounded.
+            defaults.insert("output_activation".into(), "none".into());
+        }
         let mut table = toml::Table::try_from(&self.model).expect("a model config serialises");
-        let mut notes = Vec::new();
         let takes_cam = CAM_KINDS.contains(&kind.as_str());
         table.retain(|key, _| {
             let used = key == "kind" || defaults.contains_key(key) || (key == "cam" && takes_cam);
@@ -456,6 +503,37 @@ impl Config {
         notes
     }
 
+    /// Fill the task's and evaluation's defaults and drop keys the task kind does not use.
+    fn resolve_task(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let (t, e) = (&mut self.task, &mut self.eval);
+        let kind = t.kind.clone();
+        let mut unused = |key: &str, set: bool| {
+            if set {
+                notes.push(format!("{key} is not used by task.kind = \"{kind}\"; ignored"));
+            }
+        };
+        if t.kind == "sdf" {
+            unused("task.crop", t.crop.take().is_some());
+            t.radius.get_or_insert(0.99);
+            t.pool_size.get_or_insert(1 << 20);
+            t.pool_refresh.get_or_insert(1000);
+            t.surface_noise.get_or_insert(0.01);
+            e.resolution.get_or_insert(256);
+            e.surface_samples.get_or_insert(100_000);
+            e.fscore_threshold.get_or_insert(0.01);
+        } else {
+            unused("task.radius", t.radius.take().is_some());
+            unused("task.pool_size", t.pool_size.take().is_some());
+            unused("task.pool_refresh", t.pool_refresh.take().is_some());
+            unused("task.surface_noise", t.surface_noise.take().is_some());
+            unused("eval.resolution", e.resolution.take().is_some());
+            unused("eval.surface_samples", e.surface_samples.take().is_some());
+            unused("eval.fscore_threshold", e.fscore_threshold.take().is_some());
+        }
+        notes
+    }
+
     /// Checks that need the defaults `resolve` fills in; run after it, before anything is written.
     pub fn check_resolved(&self) -> Result<()> {
         if let Some(cam) = &self.model.cam {
@@ -463,9 +541,10 @@ impl Config {
             if let Some(bad) = cam.layers.iter().find(|&&l| l >= hidden) {
                 bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
             }
-            // Images modulate by the pixel position.
-            if self.task.kind == "image" && cam.grid.len() != 2 {
-                bail!("model.cam.grid has {} axes, but an image is modulated by its 2-D pixel position", cam.grid.len());
+            // Images modulate by the pixel position, SDFs by the 3-D point.
+            let axes = if self.task.kind == "sdf" { 3 } else { 2 };
+            if cam.grid.len() != axes {
+                bail!("model.cam.grid has {} axes, but a {} task is modulated by its {axes}-D position", cam.grid.len(), self.task.kind);
             }
         }
         Ok(())

@@ -76,6 +76,64 @@ impl Mesh {
         (Mesh { vertices, triangles: self.triangles.clone() }, Normalisation { centre, scale })
     }
 
+    /// The mesh as a binary little-endian PLY (what MeshLab and Blender open), with per-vertex
+    /// normals when given.
+    pub fn to_ply(&self, normals: Option<&[[f32; 3]]>) -> Vec<u8> {
+        let mut header = format!("ply\nformat binary_little_endian 1.0\ncomment written by nfield\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n", self.vertices.len());
+        if normals.is_some() {
+            header += "property float nx\nproperty float ny\nproperty float nz\n";
+        }
+        header += &format!("element face {}\nproperty list uchar int vertex_indices\nend_header\n", self.triangles.len());
+        let per_vertex = if normals.is_some() { 24 } else { 12 };
+        let mut out = Vec::with_capacity(header.len() + self.vertices.len() * per_vertex + self.triangles.len() * 13);
+        out.extend_from_slice(header.as_bytes());
+        for (i, v) in self.vertices.iter().enumerate() {
+            v.iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+            if let Some(n) = normals {
+                n[i].iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+            }
+        }
+        for t in &self.triangles {
+            out.push(3);
+            t.iter().for_each(|&i| out.extend_from_slice(&(i as i32).to_le_bytes()));
+        }
+        out
+    }
+
+    /// `n` points uniformly distributed over the surface by area, each with its triangle's unit
+    /// normal, from a seeded generator (the same seed gives the same points).
+    pub fn surface_samples(&self, n: usize, seed: u64) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
+        use rand::{RngExt, SeedableRng};
+        let corners = |t: &[u32; 3]| t.map(|i| self.vertices[i as usize]);
+        let edge = |a: [f32; 3], b: [f32; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let cross = |a: [f32; 3], b: [f32; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+        let face_normals: Vec<[f32; 3]> = self.triangles.iter().map(|t| {
+            let [a, b, c] = corners(t);
+            cross(edge(a, b), edge(a, c))
+        }).collect();
+        let mut total = 0.0f64;
+        let cumulative: Vec<f64> = face_normals.iter().map(|n| {
+            total += 0.5 * (n[0] as f64).hypot(n[1] as f64).hypot(n[2] as f64);
+            total
+        }).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (mut points, mut normals) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let pick = rng.random::<f64>() * total;
+            let t = cumulative.partition_point(|&a| a < pick).min(self.triangles.len() - 1);
+            let [a, b, c] = corners(&self.triangles[t]);
+            let (mut u, mut v): (f32, f32) = (rng.random(), rng.random());
+            if u + v > 1.0 {
+                (u, v) = (1.0 - u, 1.0 - v);
+            }
+            points.push([0, 1, 2].map(|k| a[k] + u * (b[k] - a[k]) + v * (c[k] - a[k])));
+            let fn_ = face_normals[t];
+            let len = (fn_[0] * fn_[0] + fn_[1] * fn_[1] + fn_[2] * fn_[2]).sqrt().max(1e-30);
+            normals.push(fn_.map(|c| c / len));
+        }
+        (points, normals)
+    }
+
     /// Edges not shared by exactly two faces (0 for a closed, manifold surface).
     pub fn open_edges(&self) -> usize {
         let mut count: HashMap<(u32, u32), u32> = HashMap::new();

@@ -96,6 +96,9 @@ impl HashGrid {
     /// a task that feeds the same points every step computes it once.
     pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
         let [n, d] = x.dims();
+        // Points just outside the domain (SDF samples near the box, rays entering it) read the
+        // border cells rather than indices before the table.
+        let x = x.clamp(0.0, 1.0);
         let levels = self.resolutions.len();
         let device = x.device();
         let per_level = |f: &dyn Fn(usize) -> f32| -> Tensor<3> {

@@ -1,5 +1,9 @@
-//! Turning a trained field into pictures. For image fields that is evaluating the field on a
-//! pixel grid at any size (zoom, super-resolution); sphere tracing and volume rendering follow.
+//! Turning a trained field into pictures and shapes: image fields evaluated on a pixel grid at
+//! any size (zoom, super-resolution), SDFs sphere-traced from any camera or meshed by marching
+//! cubes; volume rendering follows.
+
+pub mod marching_cubes;
+pub mod sphere_trace;
 
 use burn::tensor::{Device, Tensor, TensorData};
 

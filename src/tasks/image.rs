@@ -97,12 +97,7 @@ impl Task for ImageTask {
     }
 
     fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-        let error = outputs - targets;
-        match self.loss.as_str() {
-            "l1" => error.abs().mean(),
-            "half_mse" => error.square().mean() * 0.5,
-            _ => error.square().mean(),
-        }
+        super::loss(&self.loss, outputs, targets)
     }
 
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {

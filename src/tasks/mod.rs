@@ -2,6 +2,7 @@
 //! the loss, the evaluation and the outputs written at the end. The trainer drives any task.
 
 pub mod image;
+pub mod sdf;
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,7 @@ pub trait Task {
 pub fn build(config: &Config, device: &Device) -> Result<Box<dyn Task>> {
     match config.task.kind.as_str() {
         "image" => Ok(Box::new(image::ImageTask::new(config, device)?)),
+        "sdf" => Ok(Box::new(sdf::SdfTask::new(config, device)?)),
         other => anyhow::bail!("task.kind = \"{other}\" is not supported"),
     }
 }
@@ -70,12 +72,32 @@ pub fn image_target(config: &Config) -> Result<Image> {
 }
 
 /// Load the task's inputs once to report a missing or broken file before anything is written.
-pub fn check_inputs(config: &Config) -> Result<()> {
-    field_spec(config).map(|_| ())
+/// Returns warnings about inputs that work but may surprise (a mesh that is not watertight).
+pub fn check_inputs(config: &Config) -> Result<Vec<String>> {
+    if config.task.kind == "sdf" {
+        let (_, _, note) = sdf::load_mesh(config)?;
+        return Ok(note.into_iter().collect());
+    }
+    field_spec(config).map(|_| vec![])
 }
 
 /// The field a config's task needs, without building the task.
 pub fn field_spec(config: &Config) -> Result<FieldSpec> {
+    if config.task.kind == "sdf" {
+        return Ok(sdf::sdf_field_spec());
+    }
     let image = image_target(config)?;
     Ok(image::image_field_spec(&image))
+}
+
+/// The training loss `train.loss` names, averaged over all outputs (a one-element tensor).
+pub fn loss(kind: &str, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let error = outputs - targets.clone();
+    match kind {
+        "l1" => error.abs().mean(),
+        "half_mse" => error.square().mean() * 0.5,
+        // Relative error, so the surface's small distances count as much as far ones.
+        "mape" => (error.abs() / (targets.abs() + 0.01)).mean(),
+        _ => error.square().mean(),
+    }
 }

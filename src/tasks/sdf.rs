@@ -1,0 +1,252 @@
+//! Signed distance fields from meshes. The mesh is centred and scaled into the `[-1, 1]^3` box;
+//! the field maps a point `p` of the box, given as `(p + 1) / 2` in `[0, 1]^3`, to its signed
+//! distance (negative inside) in the box's units.
+//!
+//! Training points come from a pool drawn as instant-ngp and NeuRBF draw them (surface, surface
+//! plus noise, uniform; 4 : 3 : 1) and redrawn every `task.pool_refresh` steps. Evaluation
+//! samples the field on a grid: IoU of inside and outside against the mesh's winding-number
+//! sign, then marching cubes and Chamfer-L1, F-score and normal error against the mesh.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
+
+use super::{Batch, Metrics, Task};
+use crate::config::Config;
+use crate::data::mesh::{Mesh, Normalisation};
+use crate::data::sdf::MeshSdf;
+use crate::fields::kmeans::WeightedPoints;
+use crate::fields::{Field, FieldSpec};
+use crate::fresh::Signal;
+use crate::metrics::{self, Occupancy};
+use crate::render::evaluate_points;
+use crate::render::marching_cubes::marching_cubes;
+use crate::render::sphere_trace;
+
+/// NeuRBF's kernel weights `1 / (|sdf| + eps)`.
+const IMPORTANCE_EPS: f32 = 1e-9;
+/// Grid points per axis of the target sampled for FreSh's 3-D spectrum.
+const SPECTRUM_RESOLUTION: usize = 64;
+
+pub struct SdfTask {
+    /// The mesh in the `[-1, 1]` box.
+    pub mesh: Mesh,
+    pub normalisation: Normalisation,
+    sdf: MeshSdf,
+    batch_size: usize,
+    pool_size: usize,
+    pool_refresh: u64,
+    noise: f32,
+    loss: String,
+    resolution: usize,
+    surface_samples: usize,
+    fscore_threshold: f64,
+    chunk: usize,
+    device: Device,
+    pool: Mutex<Option<Pool>>,
+    /// The surface of the last evaluation, kept for `write_outputs`.
+    last_surface: Mutex<Option<Mesh>>,
+}
+
+/// Training points in field coordinates and their signed distances.
+struct Pool {
+    index: u64,
+    coords: Tensor<2>,
+    targets: Tensor<2>,
+}
+
+/// Points in, one signed distance out. The resolution is NeuRBF's 1024^3 evaluation grid, which
+/// bounds its kernel widths and sets grids' finest level when a config leaves it at 0.
+pub fn sdf_field_spec() -> FieldSpec {
+    FieldSpec { d_in: 3, d_out: 1, resolution: 1024, shape: vec![1024; 3], importance: None, cam_dims: 3 }
+}
+
+/// The config's mesh, loaded, and its normalisation into the box; a note when it is not closed.
+pub fn load_mesh(config: &Config) -> Result<(Mesh, Normalisation, Option<String>)> {
+    let original = Mesh::load(&config.task.path)?;
+    let open = original.open_edges();
+    let note = (open > 0).then(|| {
+        format!(
+            "mesh {} is not watertight ({open} edges not shared by exactly two faces); the inside comes from the winding number, which tolerates small holes",
+            config.task.path.display()
+        )
+    });
+    let (mesh, normalisation) = original.normalised(config.task.radius.unwrap_or(0.99) as f32);
+    Ok((mesh, normalisation, note))
+}
+
+/// Field coordinates `(p + 1) / 2` of box points `p` (flat `[N, 3]`).
+pub fn to_field_coords(points: &[f32]) -> Vec<f32> {
+    points.iter().map(|&p| 0.5 * (p + 1.0)).collect()
+}
+
+/// The field's signed distances at box points (flat `[N, 3]`), `chunk` points per pass.
+pub fn field_distances(field: &Field, points: &[f32], chunk: usize, device: &Device) -> Vec<f32> {
+    evaluate_points(field, &to_field_coords(points), 3, chunk, device)
+}
+
+/// Coordinates of grid index `i` of `resolution` points over `[-1, 1]` (corners aligned).
+fn grid_coord(i: usize, resolution: usize) -> f32 {
+    -1.0 + 2.0 * i as f32 / (resolution - 1) as f32
+}
+
+/// The box points of slice `z` of a `resolution^3` grid, x fastest.
+fn grid_slice(z: usize, resolution: usize) -> Vec<f32> {
+    let r = resolution;
+    (0..r * r).flat_map(|i| [grid_coord(i % r, r), grid_coord(i / r, r), grid_coord(z, r)]).collect()
+}
+
+/// Marching cubes of the field's zero level set on a `resolution^3` grid over the box, slice by
+/// slice. `each_slice(z, points, distances)` sees every slice's values as they are computed.
+pub fn field_surface(
+    field: &Field,
+    resolution: usize,
+    chunk: usize,
+    device: &Device,
+    mut each_slice: impl FnMut(usize, &[f32], &[f32]),
+) -> Result<Mesh> {
+    marching_cubes(resolution, -1.0, 1.0, |z| {
+        let points = grid_slice(z, resolution);
+        let distances = field_distances(field, &points, chunk, device);
+        each_slice(z, &points, &distances);
+        Ok(distances)
+    })
+}
+
+/// A surface in the original mesh's units as binary PLY, with normals from the field's gradient.
+pub fn surface_ply(field: &Field, surface: &Mesh, normalisation: &Normalisation, chunk: usize, device: &Device) -> Vec<u8> {
+    let points: Vec<f32> = surface.vertices.iter().flatten().copied().collect();
+    let normals = sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, chunk, device), &points);
+    let original = Mesh {
+        vertices: surface.vertices.iter().map(|v| [0, 1, 2].map(|k| v[k] / normalisation.scale + normalisation.centre[k])).collect(),
+        triangles: surface.triangles.clone(),
+    };
+    original.to_ply(Some(&normals))
+}
+
+impl SdfTask {
+    pub fn new(config: &Config, device: &Device) -> Result<Self> {
+        let (mesh, normalisation, _) = load_mesh(config)?;
+        let sdf = MeshSdf::new(&mesh);
+        let (t, e) = (&config.task, &config.eval);
+        let missing = |key: &str| anyhow::anyhow!("{key} is not set (the config was not resolved)");
+        Ok(Self {
+            sdf,
+            mesh,
+            normalisation,
+            batch_size: t.batch_size,
+            pool_size: t.pool_size.ok_or_else(|| missing("task.pool_size"))?,
+            pool_refresh: t.pool_refresh.ok_or_else(|| missing("task.pool_refresh"))?,
+            noise: t.surface_noise.ok_or_else(|| missing("task.surface_noise"))? as f32,
+            loss: config.train.loss.clone(),
+            resolution: e.resolution.ok_or_else(|| missing("eval.resolution"))?,
+            surface_samples: e.surface_samples.ok_or_else(|| missing("eval.surface_samples"))?,
+            fscore_threshold: e.fscore_threshold.ok_or_else(|| missing("eval.fscore_threshold"))?,
+            chunk: e.chunk_size,
+            device: device.clone(),
+            pool: Mutex::new(None),
+            last_surface: Mutex::new(None),
+        })
+    }
+
+    /// Pool `index` of a run seeded with `seed`: box points and their signed distances.
+    fn draw_pool(&self, index: u64, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index.wrapping_add(0x5851_F42D));
+        let (points, distances) = self.sdf.training_samples(self.pool_size, self.noise, &mut rng);
+        (points.into_iter().flatten().collect(), distances)
+    }
+
+    /// Signed distances of the mesh at box points: only the sign is exact enough to matter here,
+    /// so this is the cheap winding-number test (`-1` inside, `1` outside).
+    fn true_signs(&self, points: &[f32]) -> Vec<f32> {
+        points.par_chunks(3).map(|p| if self.sdf.winding_number([p[0], p[1], p[2]]) > 0.5 { -1.0 } else { 1.0 }).collect()
+    }
+}
+
+impl Task for SdfTask {
+    fn name(&self) -> &'static str {
+        "sdf"
+    }
+
+    fn field_spec(&self) -> FieldSpec {
+        sdf_field_spec()
+    }
+
+    /// The first pool's points weighted by `1 / (|sdf| + 1e-9)`: in effect NeuRBF's K-Means of
+    /// surface samples.
+    fn importance(&self) -> Option<WeightedPoints> {
+        let (points, distances) = self.draw_pool(0, 0);
+        let weights = distances.iter().map(|d| 1.0 / (d.abs() + IMPORTANCE_EPS)).collect();
+        Some(WeightedPoints { dims: 3, points: to_field_coords(&points), weights })
+    }
+
+    fn signal(&self) -> Option<(Vec<f32>, Signal)> {
+        let r = SPECTRUM_RESOLUTION;
+        let points: Vec<f32> = (0..r).flat_map(|z| grid_slice(z, r)).collect();
+        let queries: Vec<[f32; 3]> = points.chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
+        let values = self.sdf.signed_distances(&queries);
+        Some((to_field_coords(&points), Signal { dims: vec![r, r, r], channels: 1, values }))
+    }
+
+    fn batch(&self, step: u64, seed: u64) -> Batch {
+        let index = step / self.pool_refresh;
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.as_ref().is_none_or(|p| p.index != index) {
+            let (points, distances) = self.draw_pool(index, seed);
+            let n = distances.len();
+            *pool = Some(Pool {
+                index,
+                coords: Tensor::from_data(TensorData::new(to_field_coords(&points), [n, 3]), &self.device),
+                targets: Tensor::from_data(TensorData::new(distances, [n, 1]), &self.device),
+            });
+        }
+        let pool = pool.as_ref().expect("drawn above");
+        let (coords, targets) = (pool.coords.clone(), pool.targets.clone());
+        if self.batch_size == 0 || self.batch_size >= self.pool_size {
+            return Batch { coords, targets, fixed: false };
+        }
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
+        let picks: Vec<i32> = (0..self.batch_size).map(|_| rng.random_range(0..self.pool_size as i32)).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [self.batch_size]), &self.device);
+        Batch { coords: coords.select(0, index.clone()), targets: targets.select(0, index), fixed: false }
+    }
+
+    fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        super::loss(&self.loss, outputs, targets)
+    }
+
+    fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {
+        let mut occupancy = Occupancy::default();
+        let surface = field_surface(field, self.resolution, self.chunk, device, |_, points, distances| {
+            occupancy.add(distances, &self.true_signs(points));
+        })?;
+        let mut metrics = vec![("iou".into(), occupancy.iou_inside()), ("iou_outside".into(), occupancy.iou_outside())];
+        if surface.triangles.is_empty() {
+            // No zero level set inside the box: nothing to compare.
+            metrics.extend(["chamfer_l1", "fscore", "normal_error_deg"].map(|k| (k.to_string(), f64::NAN)));
+        } else {
+            let s = metrics::surface_metrics(&surface, &self.mesh, self.surface_samples, self.fscore_threshold);
+            metrics.push(("chamfer_l1".into(), s.chamfer_l1));
+            metrics.push(("fscore".into(), s.fscore));
+            metrics.push(("normal_error_deg".into(), s.normal_error_deg));
+        }
+        *self.last_surface.lock().unwrap_or_else(|e| e.into_inner()) = Some(surface);
+        Ok(metrics)
+    }
+
+    fn write_outputs(&self, field: &Field, device: &Device, run_dir: &Path) -> Result<Vec<PathBuf>> {
+        let kept = self.last_surface.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let surface = match kept {
+            Some(s) => s,
+            None => field_surface(field, self.resolution, self.chunk, device, |_, _, _| {})?,
+        };
+        let path = run_dir.join("mesh.ply");
+        crate::run::write_atomic(&path, &surface_ply(field, &surface, &self.normalisation, self.chunk, device))
+            .with_context(|| format!("cannot write the mesh {}", path.display()))?;
+        Ok(vec![path])
+    }
+}
