@@ -23,7 +23,11 @@ train_run() {
   rm -rf "$d"
   "$BIN" train "$@" --device "$DEVICE" --out "$OUT" --name "$name" --quiet > /dev/null 2> "$OUT/$name.log" \
     || { echo "failed: $name (see $OUT/$name.log)" >&2; exit 1; }
-  echo "  $name: $(num "$d" psnr) dB in $(num "$d" train_seconds) s" >&2
+  if [ -n "$(num "$d" psnr)" ]; then
+    echo "  $name: $(num "$d" psnr) dB in $(num "$d" train_seconds) s" >&2
+  else
+    echo "  $name: IoU $(num "$d" iou), normal error $(num "$d" normal_error_deg) deg in $(num "$d" train_seconds) s" >&2
+  fi
 }
 
 # Mean PSNR, SSIM and s/step of runs $OUT/<model>-<image> over the images that finished, as

@@ -143,12 +143,15 @@ fn every_config_trains_a_few_steps() {
     let t = tmp();
     let out = t.path().to_str().unwrap();
     let mut configs = vec!["configs/default.toml".to_string()];
-    for entry in std::fs::read_dir(repo().join("configs/image")).unwrap() {
-        configs.push(format!("configs/image/{}", entry.unwrap().file_name().to_string_lossy()));
+    for folder in ["configs/image", "configs/sdf"] {
+        for entry in std::fs::read_dir(repo().join(folder)).unwrap() {
+            configs.push(format!("{folder}/{}", entry.unwrap().file_name().to_string_lossy()));
+        }
     }
     for (i, config) in configs.iter().enumerate() {
         let name = format!("c{i}");
-        let o = run(&small_run(config, out, &name, "3"));
+        let args = if config.starts_with("configs/sdf") { small_sdf_run(config, out, &name, "3") } else { small_run(config, out, &name, "3") };
+        let o = run(&args);
         assert!(o.status.success(), "{config}: {}", stderr(&o));
         assert_eq!(summary(&run_dir(&o))["steps"], 3, "{config}");
     }

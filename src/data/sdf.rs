@@ -31,7 +31,7 @@ fn norm(a: V3) -> f32 {
 /// Triangles per BVH leaf.
 const LEAF: usize = 4;
 /// A node is treated as one dipole when the query is farther than this many node radii.
-const FAR: f32 = 3.0;
+const FAR: f32 = 2.5;
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -209,15 +209,89 @@ fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: us
     if end - start <= LEAF {
         return index;
     }
-    // Split at the median centroid along the box's longest axis.
-    let axis = (0..3).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0);
-    let mid = (start + end) / 2;
-    order[start..end].select_nth_unstable_by(mid - start, |&a, &b| centroids[a][axis].total_cmp(&centroids[b][axis]));
+    let mid = sah_split(triangles, centroids, &mut order[start..end]) + start;
     let left = build(triangles, centroids, order, start, mid, nodes);
     let right = build(triangles, centroids, order, mid, end, nodes);
     nodes[index].children = [left, right];
     nodes[index].count = 0;
     index
+}
+
+/// Reorder `order` into two halves and return the first half's length, choosing among binned
+/// splits of each axis the one with the least surface-area cost (tight boxes prune more closest-
+/// point searches than median splits do).
+fn sah_split(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize]) -> usize {
+    const BINS: usize = 16;
+    let n = order.len();
+    let mut clo = [f32::INFINITY; 3];
+    let mut chi = [f32::NEG_INFINITY; 3];
+    for &t in order.iter() {
+        for a in 0..3 {
+            clo[a] = clo[a].min(centroids[t][a]);
+            chi[a] = chi[a].max(centroids[t][a]);
+        }
+    }
+    let area = |lo: V3, hi: V3| {
+        let e = sub(hi, lo);
+        if e[0] < 0.0 { 0.0 } else { e[0] * e[1] + e[1] * e[2] + e[2] * e[0] }
+    };
+    let bin_of = |t: usize, axis: usize| {
+        let extent = chi[axis] - clo[axis];
+        (((centroids[t][axis] - clo[axis]) / extent * BINS as f32) as usize).min(BINS - 1)
+    };
+    // (cost, axis, bins on the left).
+    let mut best = (f32::INFINITY, 0, 0);
+    for axis in 0..3 {
+        if chi[axis] - clo[axis] <= 0.0 {
+            continue;
+        }
+        let mut boxes = [([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]); BINS];
+        let mut counts = [0usize; BINS];
+        for &t in order.iter() {
+            let b = bin_of(t, axis);
+            counts[b] += 1;
+            for v in triangles[t] {
+                for a in 0..3 {
+                    boxes[b].0[a] = boxes[b].0[a].min(v[a]);
+                    boxes[b].1[a] = boxes[b].1[a].max(v[a]);
+                }
+            }
+        }
+        let grow = |acc: (V3, V3), b: (V3, V3)| ([0, 1, 2].map(|a| acc.0[a].min(b.0[a])), [0, 1, 2].map(|a| acc.1[a].max(b.1[a])));
+        // Costs of the splits after each bin, from both ends.
+        let mut right_cost = [0.0f32; BINS];
+        let (mut acc, mut count) = (([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), 0);
+        for b in (1..BINS).rev() {
+            acc = grow(acc, boxes[b]);
+            count += counts[b];
+            right_cost[b] = area(acc.0, acc.1) * count as f32;
+        }
+        let (mut acc, mut count) = (([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), 0);
+        for split in 1..BINS {
+            acc = grow(acc, boxes[split - 1]);
+            count += counts[split - 1];
+            if count == 0 || count == n {
+                continue;
+            }
+            let cost = area(acc.0, acc.1) * count as f32 + right_cost[split];
+            if cost < best.0 {
+                best = (cost, axis, split);
+            }
+        }
+    }
+    if best.0.is_finite() {
+        let (_, axis, split) = best;
+        let mut left = 0;
+        for i in 0..n {
+            if bin_of(order[i], axis) < split {
+                order.swap(i, left);
+                left += 1;
+            }
+        }
+        return left;
+    }
+    // All centroids coincide along every axis: halve the list.
+    n / 2
 }
 
 /// A standard normal sample (Box-Muller).

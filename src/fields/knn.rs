@@ -6,6 +6,9 @@
 
 use rayon::prelude::*;
 
+/// Coordinates per point at most (the search keeps per-axis offsets in a fixed array).
+const MAX_DIMS: usize = 4;
+
 pub struct KdTree {
     dims: usize,
     /// Points in tree order, flattened `[n, dims]`.
@@ -19,7 +22,7 @@ pub struct KdTree {
 impl KdTree {
     /// `points` is flattened `[n, dims]`.
     pub fn new(points: &[f32], dims: usize) -> Self {
-        assert!(dims > 0 && points.len() % dims == 0);
+        assert!(dims > 0 && dims <= MAX_DIMS && points.len() % dims == 0);
         let n = points.len() / dims;
         let mut ids: Vec<u32> = (0..n as u32).collect();
         let mut axes = vec![0u8; n];
@@ -38,35 +41,59 @@ impl KdTree {
 
     /// The `k` nearest points to `query`, nearest first, as `(squared distance, index)`.
     pub fn nearest(&self, query: &[f32], k: usize) -> Vec<(f32, u32)> {
+        self.nearest_within(query, k, f32::INFINITY)
+    }
+
+    /// The `k` nearest points closer than `sqrt(limit)` (fewer when fewer are that close).
+    /// A limit keeps queries far from every point cheap: without one, a query at the centre of
+    /// a sphere of points is nearly equidistant from all of them and visits them all.
+    pub fn nearest_within(&self, query: &[f32], k: usize, limit: f32) -> Vec<(f32, u32)> {
         let mut best = Vec::with_capacity(k + 1);
         if k > 0 {
-            self.search(query, k, 0, self.len(), &mut best);
+            let mut offsets = [0.0f32; MAX_DIMS];
+            self.search(query, k, limit, 0, self.len(), 0.0, &mut offsets, &mut best);
         }
         best
     }
 
     /// Indices `[n, k]` of the `k` nearest points to each of `queries` (`[n, dims]`), in parallel.
     pub fn nearest_all(&self, queries: &[f32], k: usize) -> Vec<u32> {
+        self.nearest_all_within(queries, k, f32::INFINITY)
+    }
+
+    /// `nearest_all` among the points closer than `sqrt(limit)`; a query with fewer than `k` of
+    /// them gets the nearest it has, then other points (in index order) that are not that close.
+    pub fn nearest_all_within(&self, queries: &[f32], k: usize, limit: f32) -> Vec<u32> {
         assert!(k <= self.len(), "asked for {k} neighbours among {} points", self.len());
         let mut out = vec![0u32; queries.len() / self.dims * k];
         out.par_chunks_mut(k * 1024).zip(queries.par_chunks(self.dims * 1024)).for_each(|(out, queries)| {
             for (o, q) in out.chunks_mut(k).zip(queries.chunks(self.dims)) {
-                for (slot, (_, id)) in o.iter_mut().zip(self.nearest(q, k)) {
-                    *slot = id;
+                let found = self.nearest_within(q, k, limit);
+                let mut fill = (0..self.len() as u32).filter(|i| !found.iter().any(|f| f.1 == *i));
+                for (j, slot) in o.iter_mut().enumerate() {
+                    *slot = match found.get(j) {
+                        Some(&(_, id)) => id,
+                        None => fill.next().unwrap_or(0),
+                    };
                 }
             }
         });
         out
     }
 
-    fn search(&self, q: &[f32], k: usize, lo: usize, hi: usize, best: &mut Vec<(f32, u32)>) {
-        if lo >= hi {
+    /// Search the subtree `lo..hi`, whose region is at least `bound` (squared) from `q`;
+    /// `offsets[a]` is the part of that bound along axis `a` (Arya and Mount's incremental
+    /// distance), so far-away queries prune whole regions rather than single split planes.
+    #[allow(clippy::too_many_arguments)]
+    fn search(&self, q: &[f32], k: usize, limit: f32, lo: usize, hi: usize, bound: f32, offsets: &mut [f32; MAX_DIMS], best: &mut Vec<(f32, u32)>) {
+        let worst = |best: &Vec<(f32, u32)>| if best.len() == k { best[k - 1].0.min(limit) } else { limit };
+        if lo >= hi || bound >= worst(best) {
             return;
         }
         let mid = (lo + hi) / 2;
         let p = &self.points[mid * self.dims..(mid + 1) * self.dims];
         let d2: f32 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
-        if best.len() < k || d2 < best[best.len() - 1].0 {
+        if d2 < worst(best) {
             let at = best.partition_point(|&(d, _)| d <= d2);
             best.insert(at, (d2, self.ids[mid]));
             best.truncate(k);
@@ -74,10 +101,12 @@ impl KdTree {
         let axis = self.axes[mid] as usize;
         let diff = q[axis] - p[axis];
         let (near, far) = if diff < 0.0 { ((lo, mid), (mid + 1, hi)) } else { ((mid + 1, hi), (lo, mid)) };
-        self.search(q, k, near.0, near.1, best);
-        if best.len() < k || diff * diff < best[best.len() - 1].0 {
-            self.search(q, k, far.0, far.1, best);
-        }
+        self.search(q, k, limit, near.0, near.1, bound, offsets, best);
+        let old = offsets[axis];
+        let far_bound = bound - old * old + diff * diff;
+        offsets[axis] = diff;
+        self.search(q, k, limit, far.0, far.1, far_bound, offsets, best);
+        offsets[axis] = old;
     }
 }
 
@@ -145,6 +174,27 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn limited_search_keeps_the_close_ones_and_fills_with_distinct_far_ones() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let points: Vec<f32> = (0..3000).map(|_| rng.random::<f32>()).collect();
+        let tree = KdTree::new(&points, 3);
+        let queries: Vec<f32> = (0..300).map(|_| rng.random::<f32>() * 1.4 - 0.2).collect();
+        let (k, limit) = (6, 0.01f32);
+        let got = tree.nearest_all_within(&queries, k, limit);
+        for (q, ids) in queries.chunks(3).zip(got.chunks(k)) {
+            let d2 = |i: u32| (0..3).map(|a| (points[i as usize * 3 + a] - q[a]).powi(2)).sum::<f32>();
+            let close: Vec<f32> = brute_force(&points, 3, q, k).into_iter().filter(|&d| d < limit).collect();
+            let mut got_close: Vec<f32> = ids.iter().map(|&i| d2(i)).filter(|&d| d < limit).collect();
+            got_close.sort_by(f32::total_cmp);
+            assert_eq!(got_close, close, "{q:?}");
+            let mut unique = ids.to_vec();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), k, "repeated neighbours {ids:?}");
         }
     }
 }

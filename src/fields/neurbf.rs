@@ -239,7 +239,17 @@ impl NeuRbf {
         let xk = self.to_kernel_space(x);
         let host_points: Vec<f32> = xk.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 points");
         let centres_host: Vec<f32> = self.centres.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 centres");
-        let rows: Vec<i32> = KdTree::new(&centres_host, d).nearest_all(&host_points, k).into_iter().map(|i| i as i32).collect();
+        // A tent is zero beyond 1/s along any axis, so kernels farther than sqrt(d)/s add
+        // nothing: the search can stop there, which keeps points far from the surface cheap.
+        let limit = match self.kernel {
+            KernelKind::Tent => {
+                let s: Vec<f32> = self.shapes.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 shapes");
+                let narrowest = s.iter().copied().fold(f32::INFINITY, f32::min);
+                d as f32 / (narrowest * narrowest)
+            }
+            _ => f32::INFINITY,
+        };
+        let rows: Vec<i32> = KdTree::new(&centres_host, d).nearest_all_within(&host_points, k, limit).into_iter().map(|i| i as i32).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n * k]), &device);
 
         let centres = self.centres.val().detach().select(0, rows.clone()).reshape([n, k, d]);
