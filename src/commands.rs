@@ -421,7 +421,7 @@ fn mesh_command(run_dir: &Path, resolution: Option<usize>, out: Option<PathBuf>,
     if surface.triangles.is_empty() {
         bail!("the field has no zero level set inside the [-1, 1] box at resolution {resolution}: nothing to mesh (is the run trained?)");
     }
-    let ply = tasks::sdf::surface_ply(&field, &surface, &normalisation, chunk, &device.device);
+    let ply = tasks::sdf::surface_ply(&field, &surface, resolution, &normalisation, chunk, &device.device);
     crate::run::write_atomic(&path, &ply)?;
     eprintln!("{} vertices, {} triangles", surface.vertices.len(), surface.triangles.len());
     println!("wrote {}", path.display());

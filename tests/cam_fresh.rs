@@ -4,10 +4,6 @@ mod common;
 
 use common::*;
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
 /// A 64x64 RGB PNG of `f(x, y)` (x, y in pixels), written to `path`.
 fn write_png(path: &std::path::Path, f: impl Fn(f64, f64) -> f64) {
     let img = image::RgbImage::from_fn(64, 64, |x, y| {

@@ -7,10 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
 /// A hash grid fitted to a small real photo must reach a PSNR threshold, and the run directory
 /// must hold everything DESIGN.md promises.
 #[test]

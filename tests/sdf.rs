@@ -6,10 +6,6 @@ mod common;
 use common::*;
 use nfield::data::mesh::Mesh;
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
 #[test]
 fn hashgrid_fits_the_knot_then_meshes_and_renders() {
     let t = tmp();

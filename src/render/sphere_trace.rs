@@ -25,8 +25,9 @@ fn unit(a: V3) -> V3 {
 const MAX_STEPS: usize = 128;
 /// Distance (in the `[-1, 1]` box's units) that counts as on the surface.
 const HIT: f32 = 1e-3;
-/// Step of the central differences for normals.
-const NORMAL_STEP: f32 = 1e-3;
+/// Step of the central differences for the pictures' normals: a little over the finest
+/// detail the configs' grids hold (2048 cells over the box).
+const NORMAL_STEP: f32 = 2e-3;
 /// Learned fields are not exact distances: step a little less than they say.
 const STEP_SCALE: f32 = 0.9;
 
@@ -110,15 +111,16 @@ pub fn trace(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, camera: &Camera, width: us
     hits
 }
 
-/// Normals (unit gradients of `sdf`) at `points` (flat `[N, 3]`).
-pub fn normals(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, points: &[f32]) -> Vec<V3> {
+/// Normals (unit gradients of `sdf`) at `points` (flat `[N, 3]`), by central differences `step`
+/// apart along each axis.
+pub fn normals(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, points: &[f32], step: f32) -> Vec<V3> {
     let n = points.len() / 3;
     let mut probes = Vec::with_capacity(n * 18);
     for p in points.chunks(3) {
         for k in 0..3 {
             for s in [1.0, -1.0] {
                 let mut q = [p[0], p[1], p[2]];
-                q[k] += s * NORMAL_STEP;
+                q[k] += s * step;
                 probes.extend_from_slice(&q);
             }
         }
@@ -154,7 +156,7 @@ pub fn render(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, camera: &Camera, width: u
                     (0..3).map(move |k| camera.eye[k] + depth(i) * dir[k])
                 })
                 .collect();
-            let normals = normals(sdf, &points);
+            let normals = normals(sdf, &points, NORMAL_STEP);
             for (&i, n) in hit_pixels.iter().zip(&normals) {
                 let rgb = if shading == Shading::Normal {
                     n.map(|c| 0.5 * c + 0.5)

@@ -5,7 +5,8 @@
 //! Training points come from a pool drawn as instant-ngp and NeuRBF draw them (surface, surface
 //! plus noise, uniform; 4 : 3 : 1) and redrawn every `task.pool_refresh` steps. Evaluation
 //! samples the field on a grid: IoU of inside and outside against the mesh's winding-number
-//! sign, then marching cubes and Chamfer-L1, F-score and normal error against the mesh.
+//! sign, then marching cubes and Chamfer-L1, F-score and normal errors against the mesh (with
+//! the field's gradient, and with the marching-cubes facets as NeuRBF measures it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,6 +47,8 @@ pub struct SdfTask {
     surface_samples: usize,
     fscore_threshold: f64,
     chunk: usize,
+    /// `train.seed`: the pools a run draws (the first one also places NeuRBF's kernels).
+    seed: u64,
     device: Device,
     pool: Mutex<Option<Pool>>,
     /// The surface of the last evaluation, kept for `write_outputs`.
@@ -117,10 +120,17 @@ pub fn field_surface(
     })
 }
 
-/// A surface in the original mesh's units as binary PLY, with normals from the field's gradient.
-pub fn surface_ply(field: &Field, surface: &Mesh, normalisation: &Normalisation, chunk: usize, device: &Device) -> Vec<u8> {
+/// Central-difference step for normals at an evaluation `resolution`: half a grid cell, the scale
+/// the marching-cubes mesh resolves.
+fn normal_step(resolution: usize) -> f32 {
+    1.0 / (resolution - 1) as f32
+}
+
+/// A surface meshed at `resolution`, in the original mesh's units as binary PLY, with normals
+/// from the field's gradient.
+pub fn surface_ply(field: &Field, surface: &Mesh, resolution: usize, normalisation: &Normalisation, chunk: usize, device: &Device) -> Vec<u8> {
     let points: Vec<f32> = surface.vertices.iter().flatten().copied().collect();
-    let normals = sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, chunk, device), &points);
+    let normals = sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, chunk, device), &points, normal_step(resolution));
     let original = Mesh {
         vertices: surface.vertices.iter().map(|v| [0, 1, 2].map(|k| v[k] / normalisation.scale + normalisation.centre[k])).collect(),
         triangles: surface.triangles.clone(),
@@ -147,6 +157,7 @@ impl SdfTask {
             surface_samples: e.surface_samples.ok_or_else(|| missing("eval.surface_samples"))?,
             fscore_threshold: e.fscore_threshold.ok_or_else(|| missing("eval.fscore_threshold"))?,
             chunk: e.chunk_size,
+            seed: config.train.seed,
             device: device.clone(),
             pool: Mutex::new(None),
             last_surface: Mutex::new(None),
@@ -176,10 +187,10 @@ impl Task for SdfTask {
         sdf_field_spec()
     }
 
-    /// The first pool's points weighted by `1 / (|sdf| + 1e-9)`: in effect NeuRBF's K-Means of
-    /// surface samples.
+    /// The first training pool's points weighted by `1 / (|sdf| + 1e-9)`: in effect NeuRBF's
+    /// K-Means of surface samples.
     fn importance(&self) -> Option<WeightedPoints> {
-        let (points, distances) = self.draw_pool(0, 0);
+        let (points, distances) = self.draw_pool(0, self.seed);
         let weights = distances.iter().map(|d| 1.0 / (d.abs() + IMPORTANCE_EPS)).collect();
         Some(WeightedPoints { dims: 3, points: to_field_coords(&points), weights })
     }
@@ -227,12 +238,16 @@ impl Task for SdfTask {
         let mut metrics = vec![("iou".into(), occupancy.iou_inside()), ("iou_outside".into(), occupancy.iou_outside())];
         if surface.triangles.is_empty() {
             // No zero level set inside the box: nothing to compare.
-            metrics.extend(["chamfer_l1", "fscore", "normal_error_deg"].map(|k| (k.to_string(), f64::NAN)));
+            metrics.extend(["chamfer_l1", "fscore", "normal_error_deg", "mesh_normal_error_deg"].map(|k| (k.to_string(), f64::NAN)));
         } else {
-            let s = metrics::surface_metrics(&surface, &self.mesh, self.surface_samples, self.fscore_threshold);
+            let mut field_normals = |points: &[f32]| {
+                sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, self.chunk, device), points, normal_step(self.resolution))
+            };
+            let s = metrics::surface_metrics(&surface, &self.mesh, self.surface_samples, self.fscore_threshold, Some(&mut field_normals));
             metrics.push(("chamfer_l1".into(), s.chamfer_l1));
             metrics.push(("fscore".into(), s.fscore));
-            metrics.push(("normal_error_deg".into(), s.normal_error_deg));
+            metrics.push(("normal_error_deg".into(), s.normal_error_deg.unwrap_or(f64::NAN)));
+            metrics.push(("mesh_normal_error_deg".into(), s.mesh_normal_error_deg));
         }
         *self.last_surface.lock().unwrap_or_else(|e| e.into_inner()) = Some(surface);
         Ok(metrics)
@@ -245,7 +260,7 @@ impl Task for SdfTask {
             None => field_surface(field, self.resolution, self.chunk, device, |_, _, _| {})?,
         };
         let path = run_dir.join("mesh.ply");
-        crate::run::write_atomic(&path, &surface_ply(field, &surface, &self.normalisation, self.chunk, device))
+        crate::run::write_atomic(&path, &surface_ply(field, &surface, self.resolution, &self.normalisation, self.chunk, device))
             .with_context(|| format!("cannot write the mesh {}", path.display()))?;
         Ok(vec![path])
     }

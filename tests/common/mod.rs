@@ -23,6 +23,10 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     }
 }
 
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
 pub fn nfield() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nfield"));
     c.current_dir(repo()).env("CUBECL_AUTOTUNE_LEVEL", "minimal");
