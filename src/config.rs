@@ -542,9 +542,9 @@ impl Config {
                 bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
             }
             // Images modulate by the pixel position, SDFs by the 3-D point.
-            let axes = if self.task.kind == "sdf" { 3 } else { 2 };
+            let (axes, what) = if self.task.kind == "sdf" { (3, "an SDF is modulated by its 3-D point") } else { (2, "an image is modulated by its 2-D pixel position") };
             if cam.grid.len() != axes {
-                bail!("model.cam.grid has {} axes, but a {} task is modulated by its {axes}-D position", cam.grid.len(), self.task.kind);
+                bail!("model.cam.grid has {} axes, but {what}", cam.grid.len());
             }
         }
         Ok(())
