@@ -94,7 +94,7 @@ pub struct RenderArgs {
     /// Output size, e.g. 1024x1024 (default: the training image's size; 512x512 for SDF runs).
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(usize, usize)>,
-    /// Render from training view I (radiance-field and SDF runs).
+    /// Render from training view I (radiance-field runs).
     #[arg(long)]
     pub view: Option<usize>,
     /// Render FRAMES views orbiting the object (radiance-field and SDF runs).
@@ -314,7 +314,7 @@ fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
     summary["params"] = field.param_count().into();
     summary["trainable_params"] = field.trainable_params().into();
     for (k, v) in &metrics {
-        summary[k] = (*v).into();
+        summary[k] = train::round(*v, 5).into();
         println!("{k}: {v:.5}");
     }
     run.write_summary(&summary)?;

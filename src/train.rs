@@ -250,7 +250,8 @@ pub fn summary(
     s
 }
 
-fn round(v: f64, digits: i32) -> f64 {
+/// `v` rounded to `digits` decimals, as summaries and metrics store numbers.
+pub fn round(v: f64, digits: i32) -> f64 {
     if !v.is_finite() {
         return v;
     }

@@ -63,7 +63,7 @@ impl MeshSdf {
         let mut order: Vec<usize> = (0..triangles.len()).collect();
         let mut nodes = vec![];
         let centroids: Vec<V3> = triangles.iter().map(|t| scale(add(add(t[0], t[1]), t[2]), 1.0 / 3.0)).collect();
-        build(&triangles, &centroids, &mut order, 0, triangles.len(), &mut nodes);
+        build(&triangles, &centroids, &mut order, 0, triangles.len(), 0, &mut nodes);
         Self { triangles, order, nodes }
     }
 
@@ -178,8 +178,12 @@ impl MeshSdf {
     }
 }
 
-/// Build the subtree over `order[start..end]`, push its nodes, return its root's index.
-fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: usize, end: usize, nodes: &mut Vec<Node>) -> usize {
+/// Past this depth splits are medians, which bounds the recursion whatever the mesh.
+const MAX_SAH_DEPTH: usize = 40;
+
+/// Build the subtree over `order[start..end]` at `depth`, push its nodes, return its root's index.
+#[allow(clippy::too_many_arguments)]
+fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: usize, end: usize, depth: usize, nodes: &mut Vec<Node>) -> usize {
     let mut lo = [f32::INFINITY; 3];
     let mut hi = [f32::NEG_INFINITY; 3];
     let mut dipole = [0.0f32; 3];
@@ -209,15 +213,23 @@ fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: us
     if end - start <= LEAF {
         return index;
     }
-    let mid = sah_split(triangles, centroids, &mut order[start..end]) + start;
-    let left = build(triangles, centroids, order, start, mid, nodes);
-    let right = build(triangles, centroids, order, mid, end, nodes);
+    let mid = if depth < MAX_SAH_DEPTH {
+        sah_split(triangles, centroids, &mut order[start..end]) + start
+    } else {
+        // The median centroid along the box's longest axis.
+        let axis = (0..3).max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b]))).unwrap_or(0);
+        let mid = (start + end) / 2;
+        order[start..end].select_nth_unstable_by(mid - start, |&a, &b| centroids[a][axis].total_cmp(&centroids[b][axis]));
+        mid
+    };
+    let left = build(triangles, centroids, order, start, mid, depth + 1, nodes);
+    let right = build(triangles, centroids, order, mid, end, depth + 1, nodes);
     nodes[index].children = [left, right];
     nodes[index].count = 0;
     index
 }
 
-/// Reorder `order` into two halves and return the first half's length, choosing among binned
+/// Reorder `order` into two parts and return the first one's length, choosing among binned
 /// splits of each axis the one with the least surface-area cost (tight boxes prune more closest-
 /// point searches than median splits do).
 fn sah_split(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize]) -> usize {
