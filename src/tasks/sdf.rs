@@ -57,7 +57,8 @@ pub struct SdfTask {
 
 /// Training points in field coordinates and their signed distances.
 struct Pool {
-    index: u64,
+    /// `(seed, index)` it was drawn for.
+    key: (u64, u64),
     coords: Tensor<2>,
     targets: Tensor<2>,
 }
@@ -171,6 +172,16 @@ impl SdfTask {
         (points.into_iter().flatten().collect(), distances)
     }
 
+    /// A pool's field coordinates and distances as tensors on the training device.
+    fn upload(&self, key: (u64, u64), coords: Vec<f32>, distances: Vec<f32>) -> Pool {
+        let n = distances.len();
+        Pool {
+            key,
+            coords: Tensor::from_data(TensorData::new(coords, [n, 3]), &self.device),
+            targets: Tensor::from_data(TensorData::new(distances, [n, 1]), &self.device),
+        }
+    }
+
     /// Signed distances of the mesh at box points: only the sign is exact enough to matter here,
     /// so this is the cheap winding-number test (`-1` inside, `1` outside).
     fn true_signs(&self, points: &[f32]) -> Vec<f32> {
@@ -192,7 +203,10 @@ impl Task for SdfTask {
     fn importance(&self) -> Option<WeightedPoints> {
         let (points, distances) = self.draw_pool(0, self.seed);
         let weights = distances.iter().map(|d| 1.0 / (d.abs() + IMPORTANCE_EPS)).collect();
-        Some(WeightedPoints { dims: 3, points: to_field_coords(&points), weights })
+        let points = to_field_coords(&points);
+        // Keep the pool for the first steps, which would otherwise draw it again.
+        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.upload((self.seed, 0), points.clone(), distances));
+        Some(WeightedPoints { dims: 3, points, weights })
     }
 
     fn signal(&self) -> Option<(Vec<f32>, Signal)> {
@@ -204,16 +218,11 @@ impl Task for SdfTask {
     }
 
     fn batch(&self, step: u64, seed: u64) -> Batch {
-        let index = step / self.pool_refresh;
+        let key = (seed, step / self.pool_refresh);
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.as_ref().is_none_or(|p| p.index != index) {
-            let (points, distances) = self.draw_pool(index, seed);
-            let n = distances.len();
-            *pool = Some(Pool {
-                index,
-                coords: Tensor::from_data(TensorData::new(to_field_coords(&points), [n, 3]), &self.device),
-                targets: Tensor::from_data(TensorData::new(distances, [n, 1]), &self.device),
-            });
+        if pool.as_ref().is_none_or(|p| p.key != key) {
+            let (points, distances) = self.draw_pool(key.1, seed);
+            *pool = Some(self.upload(key, to_field_coords(&points), distances));
         }
         let pool = pool.as_ref().expect("drawn above");
         let (coords, targets) = (pool.coords.clone(), pool.targets.clone());
