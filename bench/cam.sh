@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 
 if [ "$TABLE_ONLY" = 0 ]; then
   [ -d "$NATURAL" ] || { echo "bench/cam.sh: $NATURAL not found (put ../shared beside the repository, or set NATURAL=DIR)" >&2; exit 1; }
-  cargo build --release --quiet
+  build_bin
   for img in "${IMAGES[@]}"; do
     for model in $MODELS; do
       train_run "$model-$img" "configs/image/$model.toml" --steps "$STEPS" \

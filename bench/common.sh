@@ -10,7 +10,10 @@ PYTHON="${PYTHON:-$HOME/.cache/nfield-peer-venv/bin/python}"
 # 16..256, full batches: 70,779 parameters with its MLP.
 HASHGRID_72K="--set model.levels=12 --set model.log2_table_size=12 --set task.batch_size=0"
 DEVICE="${DEVICE:-auto}"
-BIN="$CARGO_TARGET_DIR/release/nfield"
+# NFIELD_BIN runs a binary built elsewhere (a machine without cargo, or a copy that a rebuild
+# cannot swap out from under a long bench); then build_bin builds nothing.
+BIN="${NFIELD_BIN:-$CARGO_TARGET_DIR/release/nfield}"
+build_bin() { [ -n "${NFIELD_BIN:-}" ] || cargo build --release --quiet "$@"; }
 
 # A number from a run's summary.json: num RUN_DIR KEY.
 num() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([-0-9.e]*\).*/\1/p" "$1/summary.json"; }

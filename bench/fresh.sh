@@ -27,7 +27,7 @@ values_of() { case "$1" in siren) echo "$SIREN_VALUES" ;; ffn) echo "$FFN_VALUES
 
 if [ "$TABLE_ONLY" = 0 ]; then
   [ -d "$KODAK" ] || { echo "bench/fresh.sh: $KODAK not found (put ../shared beside the repository, or set KODAK=DIR)" >&2; exit 1; }
-  cargo build --release --quiet
+  build_bin
   for img in "${IMAGES[@]}"; do
     for model in $MODELS; do
       image=(--set "task.path=$KODAK/$img.png" --set "task.crop=[256,256]")

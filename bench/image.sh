@@ -40,8 +40,7 @@ extra_for() {
   esac
 }
 
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/nfield"
+build_bin
 OUT="bench/results/image-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 num() { sed -n "s/^ *\"$2\": *\([-0-9.e]*\).*/\1/p" "$1/summary.json"; }

@@ -49,7 +49,7 @@ train_one() { # model image
 
 if [ "$TABLE_ONLY" = 0 ]; then
   [ -d "$KODAK" ] || { echo "bench/rbf.sh: $KODAK not found (put ../shared beside the repository, or set KODAK=DIR)" >&2; exit 1; }
-  cargo build --release --quiet
+  build_bin
   for img in "${IMAGES[@]}"; do
     for model in $MODELS; do train_one "$model" "$img"; done
   done

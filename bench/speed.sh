@@ -18,7 +18,7 @@ FFN_STEPS="${FFN_STEPS:-150}"
 MODELS="${MODELS:-neurbf hashgrid gnf ffn ffn_cam}"
 OUT="bench/results/speed-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
-cargo build --release --quiet
+build_bin
 
 ours() { # name steps config [overrides...]
   local name=$1 steps=$2 config=$3; shift 3
