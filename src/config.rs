@@ -40,6 +40,11 @@ pub struct TaskConfig {
     /// Image: centre crop `[width, height]` in pixels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop: Option<[u32; 2]>,
+    /// Image: the fraction of pixels, drawn at random (the same ones for every run of an image),
+    /// that training never sees; `holdout_psnr` then measures the field between training pixels
+    /// (FreSh's protocol holds out 10 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
     /// Pixels (points for `sdf`) per step; 0 trains on every pixel (the whole pool) every step.
     #[serde(default)]
     pub batch_size: usize,
@@ -380,6 +385,9 @@ impl Config {
         {
             bail!("{source}: task.crop must be two positive sizes [width, height]");
         }
+        if self.task.holdout.is_some_and(|h| !(h > 0.0 && h < 1.0)) {
+            bail!("{source}: task.holdout must be a fraction of the pixels, between 0 and 1 (exclusive)");
+        }
         if self.task.radius.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
             bail!("{source}: task.radius must be in (0, 1]: the mesh must fit the [-1, 1] box");
         }
@@ -515,6 +523,7 @@ impl Config {
         };
         if t.kind == "sdf" {
             unused("task.crop", t.crop.take().is_some());
+            unused("task.holdout", t.holdout.take().is_some());
             t.radius.get_or_insert(0.99);
             t.pool_size.get_or_insert(1 << 20);
             t.pool_refresh.get_or_insert(1000);

@@ -59,6 +59,25 @@ fn hashgrid_fits_a_small_image_and_writes_the_run_directory() {
     assert_clean_error(&r, &["--orbit"]);
 }
 
+/// With `task.holdout` training never sees a quarter of the pixels: the field must still
+/// interpolate them sensibly, but clearly worse than it fits the image as a whole.
+#[test]
+fn held_out_pixels_are_scored_apart() {
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    let mut args = small_run("configs/image/hashgrid.toml", out, "held", "300");
+    args.extend(["--set", "task.holdout=0.25", "--set", "model.log2_table_size=12"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&run_dir(&o));
+    let (psnr, held) = (s["psnr"].as_f64().unwrap(), s["holdout_psnr"].as_f64().unwrap());
+    assert!(held > 28.0 && held < psnr - 1.0, "held-out {held} dB, whole image {psnr} dB");
+    // Without the option there is no held-out score.
+    let o = run(&small_run("configs/image/hashgrid.toml", out, "all", "2"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(summary(&run_dir(&o)).get("holdout_psnr").is_none());
+}
+
 /// NeuRBF (150 kernels placed by K-Means) must fit the small photo past a PSNR threshold (46-47
 /// dB over seeds), lose clearly without its sinusoid composition (about 38 dB), and come back from its checkpoint exactly: `eval`
 /// rebuilds the field without K-Means and must get the trained centres from the checkpoint, and
@@ -196,6 +215,8 @@ fn bad_inputs_fail_with_one_clear_sentence() {
     assert_clean_error(&o, &["train.steps"]);
     let o = run(&["train", "configs/image/ffn.toml", "--steps", "-3", "--device", "cpu", "--out", out]);
     assert_clean_error(&o, &["-3"]);
+    let o = run(&["train", "configs/image/ffn.toml", "--set", "task.holdout=1.5", "--device", "cpu", "--out", out]);
+    assert_clean_error(&o, &["task.holdout"]);
     // Missing config file.
     let o = run(&["train", "configs/image/nope.toml", "--device", "cpu", "--out", out]);
     assert_clean_error(&o, &["nope.toml"]);

@@ -17,8 +17,11 @@ use crate::render::render_image;
 
 pub struct ImageTask {
     pub image: Image,
+    /// The training pixels' positions and values (every pixel unless `task.holdout` is set).
     coords: Tensor<2>,
     targets: Tensor<2>,
+    /// Pixels training never sees, in ascending order; empty without `task.holdout`.
+    held_out: Vec<usize>,
     batch_size: usize,
     loss: String,
     chunk: usize,
@@ -27,22 +30,50 @@ pub struct ImageTask {
 impl ImageTask {
     pub fn new(config: &Config, device: &Device) -> Result<Self> {
         let image = super::image_target(config)?;
-        let n = image.width * image.height;
-        let coords = Tensor::from_data(TensorData::new(Image::pixel_centres(image.width, image.height), [n, 2]), device);
-        let targets = Tensor::from_data(TensorData::new(image.pixels.clone(), [n, image.channels]), device);
+        let c = image.channels;
+        let held_out = config.task.holdout.map_or_else(Vec::new, |f| held_out_pixels(image.width * image.height, f));
+        let mut trained = vec![true; image.width * image.height];
+        for &i in &held_out {
+            trained[i] = false;
+        }
+        let centres = Image::pixel_centres(image.width, image.height);
+        let train_coords: Vec<f32> = centres.chunks(2).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.to_vec()).collect();
+        let train_values: Vec<f32> = image.pixels.chunks(c).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.to_vec()).collect();
+        let n = train_coords.len() / 2;
+        let coords = Tensor::from_data(TensorData::new(train_coords, [n, 2]), device);
+        let targets = Tensor::from_data(TensorData::new(train_values, [n, c]), device);
         Ok(Self {
             image,
             coords,
             targets,
+            held_out,
             batch_size: config.task.batch_size,
             loss: config.train.loss.clone(),
             chunk: config.eval.chunk_size,
         })
     }
 
+    /// How many pixels training draws from.
     pub fn pixel_count(&self) -> usize {
-        self.image.width * self.image.height
+        self.image.width * self.image.height - self.held_out.len()
     }
+}
+
+/// A `fraction` of `n` pixels, drawn with a fixed seed so that every run on an image of that
+/// size (each candidate of a grid search, say) holds out the same pixels. At least one pixel is
+/// held out and at least one kept.
+fn held_out_pixels(n: usize, fraction: f64) -> Vec<usize> {
+    let count = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1));
+    let mut rng = StdRng::seed_from_u64(0x4E4F_4C44);
+    let mut order: Vec<usize> = (0..n).collect();
+    // A partial Fisher-Yates shuffle picks `count` distinct pixels.
+    for i in 0..count {
+        let j = rng.random_range(i..n);
+        order.swap(i, j);
+    }
+    let mut picked = order[..count].to_vec();
+    picked.sort_unstable();
+    picked
 }
 
 /// Pixel positions in, the image's channels out.
@@ -73,7 +104,12 @@ impl Task for ImageTask {
     }
 
     fn importance(&self) -> Option<WeightedPoints> {
-        Some(sobel_importance(&self.image))
+        // Kernels are placed from the training pixels alone.
+        let mut importance = sobel_importance(&self.image);
+        for &i in &self.held_out {
+            importance.weights[i] = 0.0;
+        }
+        Some(importance)
     }
 
     fn signal(&self) -> Option<(Vec<f32>, Signal)> {
@@ -103,15 +139,41 @@ impl Task for ImageTask {
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {
         let (w, h, c) = (self.image.width, self.image.height, self.image.channels);
         let prediction = render_image(field, w, h, self.chunk, device);
-        Ok(vec![
+        let mut metrics = vec![
             ("psnr".into(), metrics::psnr(&prediction, &self.image.pixels)),
             ("ssim".into(), metrics::ssim(&prediction, &self.image.pixels, w, h, c)),
-        ])
+        ];
+        if !self.held_out.is_empty() {
+            let pick = |values: &[f32]| -> Vec<f32> {
+                self.held_out.iter().flat_map(|&i| values[c * i..c * i + c].iter().copied()).collect()
+            };
+            metrics.push(("holdout_psnr".into(), metrics::psnr(&pick(&prediction), &pick(&self.image.pixels))));
+        }
+        Ok(metrics)
     }
 
     fn write_outputs(&self, field: &Field, device: &Device, run_dir: &Path) -> Result<Vec<PathBuf>> {
         let (w, h, c) = (self.image.width, self.image.height, self.image.channels);
         let prediction = render_image(field, w, h, self.chunk, device);
         image::save(&run_dir.join("reconstruction"), w, h, c, &prediction, self.image.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_out_pixels;
+
+    #[test]
+    fn held_out_pixels_are_distinct_sorted_and_the_same_every_time() {
+        let picked = held_out_pixels(1000, 0.1);
+        assert_eq!(picked.len(), 100);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        assert!(*picked.last().unwrap() < 1000);
+        // Spread over the image, not a block at one end.
+        assert!(picked[0] < 100 && picked[99] > 900, "{picked:?}");
+        assert_eq!(picked, held_out_pixels(1000, 0.1));
+        // Tiny fractions still hold one pixel out; huge ones keep one pixel in.
+        assert_eq!(held_out_pixels(10, 0.001).len(), 1);
+        assert_eq!(held_out_pixels(10, 0.999).len(), 9);
     }
 }
