@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -31,6 +31,9 @@ impl ImageTask {
     pub fn new(config: &Config, device: &Device) -> Result<Self> {
         let image = super::image_target(config)?;
         let c = image.channels;
+        if config.task.holdout.is_some() && image.width * image.height < 2 {
+            bail!("task.holdout needs an image of at least 2 pixels (this one is {}x{})", image.width, image.height);
+        }
         let held_out = config.task.holdout.map_or_else(Vec::new, |f| held_out_pixels(image.width * image.height, f));
         let mut trained = vec![true; image.width * image.height];
         for &i in &held_out {
@@ -61,7 +64,7 @@ impl ImageTask {
 
 /// A `fraction` of `n` pixels, drawn with a fixed seed so that every run on an image of that
 /// size (each candidate of a grid search, say) holds out the same pixels. At least one pixel is
-/// held out and at least one kept.
+/// held out and at least one kept (`n` is at least 2).
 fn held_out_pixels(n: usize, fraction: f64) -> Vec<usize> {
     let count = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1));
     let mut rng = StdRng::seed_from_u64(0x4E4F_4C44);
@@ -112,6 +115,7 @@ impl Task for ImageTask {
         Some(importance)
     }
 
+    /// The whole image, held-out pixels included: FreSh's spectrum needs the full pixel grid.
     fn signal(&self) -> Option<(Vec<f32>, Signal)> {
         let (w, h, c) = (self.image.width, self.image.height, self.image.channels);
         Some((Image::pixel_centres(w, h), Signal { dims: vec![h, w], channels: c, values: self.image.pixels.clone() }))
