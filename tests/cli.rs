@@ -217,6 +217,9 @@ fn bad_inputs_fail_with_one_clear_sentence() {
     assert_clean_error(&o, &["-3"]);
     let o = run(&["train", "configs/image/ffn.toml", "--set", "task.holdout=1.5", "--device", "cpu", "--out", out]);
     assert_clean_error(&o, &["task.holdout"]);
+    let mut a = base("one-pixel");
+    a.extend(["--set", "task.crop=[1,1]", "--set", "task.holdout=0.1"]);
+    assert_clean_error(&run(&a), &["task.holdout", "2 pixels"]);
     // Missing config file.
     let o = run(&["train", "configs/image/nope.toml", "--device", "cpu", "--out", out]);
     assert_clean_error(&o, &["nope.toml"]);

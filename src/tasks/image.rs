@@ -31,9 +31,7 @@ impl ImageTask {
     pub fn new(config: &Config, device: &Device) -> Result<Self> {
         let image = super::image_target(config)?;
         let c = image.channels;
-        if config.task.holdout.is_some() && image.width * image.height < 2 {
-            bail!("task.holdout needs an image of at least 2 pixels (this one is {}x{})", image.width, image.height);
-        }
+        check_holdout(config, &image)?;
         let held_out = config.task.holdout.map_or_else(Vec::new, |f| held_out_pixels(image.width * image.height, f));
         let mut trained = vec![true; image.width * image.height];
         for &i in &held_out {
@@ -60,6 +58,14 @@ impl ImageTask {
     pub fn pixel_count(&self) -> usize {
         self.image.width * self.image.height - self.held_out.len()
     }
+}
+
+/// Holding pixels out needs at least one to train on and one to score.
+pub fn check_holdout(config: &Config, image: &Image) -> Result<()> {
+    if config.task.holdout.is_some() && image.width * image.height < 2 {
+        bail!("task.holdout needs an image of at least 2 pixels (this one is {}x{})", image.width, image.height);
+    }
+    Ok(())
 }
 
 /// A `fraction` of `n` pixels, drawn with a fixed seed so that every run on an image of that

@@ -78,7 +78,8 @@ pub fn check_inputs(config: &Config) -> Result<Vec<String>> {
         let (_, _, note) = sdf::load_mesh(config)?;
         return Ok(note.into_iter().collect());
     }
-    field_spec(config).map(|_| vec![])
+    image::check_holdout(config, &image_target(config)?)?;
+    Ok(vec![])
 }
 
 /// The field a config's task needs, without building the task.
