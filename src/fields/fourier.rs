@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 
 use super::cam::Modulation;
 use super::mlp::{ReluMlp, normal_tensor};
+use crate::kernels::sine::sin;
 
 #[derive(Module, Debug)]
 pub struct FourierField {
@@ -24,7 +25,8 @@ impl FourierField {
     /// The encoding alone, `[N, 2 * frequencies]`; `x` in `[0, 1]^d`.
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
         let proj = x.matmul(self.frequencies.val()) * std::f64::consts::TAU;
-        Tensor::cat(vec![proj.clone().sin(), proj.cos()], 1)
+        // cos p = sin(p + π/2): one sine over both halves.
+        sin(Tensor::cat(vec![proj.clone(), proj + std::f64::consts::FRAC_PI_2], 1))
     }
 
     pub fn forward(&self, x: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
 use super::cam::{Modulation, modulate};
+use crate::kernels::sine::sin;
 use super::mlp::Linear;
 
 #[derive(Module, Debug)]
@@ -34,9 +35,9 @@ impl Siren {
     /// spread SIREN's initialisation already sets near 1, so normalising it keeps that spread.
     pub fn forward(&self, x: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {
         let x = x * 2.0 - 1.0;
-        let mut h = modulate(modulation, 0, self.first.forward(x) * self.omega0).sin();
+        let mut h = sin(modulate(modulation, 0, self.first.forward(x) * self.omega0));
         for (i, layer) in self.hidden.iter().enumerate() {
-            h = modulate(modulation, i + 1, layer.forward(h) * self.hidden_omega).sin();
+            h = sin(modulate(modulation, i + 1, layer.forward(h) * self.hidden_omega));
         }
         self.output.forward(h)
     }

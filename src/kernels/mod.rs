@@ -1,7 +1,8 @@
 //! Fused operations for the CPU backend (burn-flex), where profiling showed the tensor versions
-//! spending their time: NeuRBF's decoder sine (flex evaluates `sin` and, in the backward pass,
-//! `cos` on one thread with scalar libm calls) and the gather-multiply-sum of kernel features
-//! and grid corners (index conversion, scatter and fresh buffers on every step).
+//! spending their time: sines (flex evaluates `sin` and, in the backward pass, `cos` on one
+//! thread with scalar libm calls), in NeuRBF's decoder, SIREN's layers and the Fourier features,
+//! and the gather-multiply-sum of kernel features and grid corners (index conversion, scatter
+//! and fresh buffers on every step).
 //!
 //! Each op is a burn backend extension for `Flex` and `Autodiff<Flex>` with a hand-written
 //! backward. Other devices keep the plain tensor versions (in the field code), which these are
@@ -9,6 +10,7 @@
 
 pub mod gather_sum;
 pub mod residual_sine;
+pub mod sine;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
@@ -162,5 +164,35 @@ mod tests {
         // sin(1000 h) in f32: both round h * m the same way, so they agree to float precision.
         assert_close(&results[0].0, &results[1].0, "output");
         assert_close(&results[0].1, &results[1].1, "gradient");
+    }
+
+    /// The fused sine against the tensor `sin` (value and gradient, over SIREN's and the Fourier
+    /// features' argument range) and its gradient against central differences.
+    #[test]
+    fn sine_matches_the_tensor_version_and_finite_differences() {
+        let device = Device::flex().autodiff();
+        let mut rng = StdRng::seed_from_u64(6);
+        let (rows, channels) = (900, 40);
+        let x = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]) * 300.0;
+        let weights = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]);
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let x = x.clone().detach().require_grad();
+            let out = if fused { super::sine::sin(x.clone()) } else { x.clone().sin() };
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            results.push((host(out), host(x.grad(&grads).unwrap())));
+        }
+        assert_close(&results[0].0, &results[1].0, "output");
+        assert_close(&results[0].1, &results[1].1, "gradient");
+
+        // d/dx of sum(w sin x) is w cos x; difference quotients in f64 of the f32 sine.
+        let (xs, ws, fused_grad) = (host(x), host(weights), &results[0].1);
+        let h = 1e-2f32;
+        for i in (0..xs.len()).step_by(97) {
+            let (plus, _) = super::sin_cos(xs[i] + h);
+            let (minus, _) = super::sin_cos(xs[i] - h);
+            let quotient = ws[i] as f64 * (plus as f64 - minus as f64) / (((xs[i] + h) as f64) - ((xs[i] - h) as f64));
+            assert!((fused_grad[i] as f64 - quotient).abs() < 1e-3, "x = {}: gradient {} vs difference {quotient}", xs[i], fused_grad[i]);
+        }
     }
 }
