@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Seconds per full-batch training step, nfield next to the PyTorch references of ../shared/peer,
 # in one run on the same image (a 256x256 centre crop of kodim13): the RBF fields and the hash grid
-# at about 72K parameters, and CAM's FFN (263K) with and without CAM.
+# at about 72K parameters, CAM's FFN (263K) with and without CAM, and SIREN (199K; no reference).
 # Run it on an otherwise idle machine: it measures time.
 #
-#   bench/speed.sh                # 300 steps each (FFN: 150, it is about ten times slower per step)
+#   bench/speed.sh                # 300 steps each (FFN and SIREN: 150, about ten times slower per step)
 #   STEPS=1000 FFN_STEPS=300 IMAGE=kodim05 bench/speed.sh
 #   MODELS="ffn ffn_cam" bench/speed.sh
+#   MODELS=siren NFIELD_BIN=/path/to/an/older/nfield bench/speed.sh   # compare two builds
 #
 # nfield's time per step is taken between its logged steps 50 and the last (after the one-off
 # neighbour search and kernel evaluation of step 1); the references exclude their first 20 steps.
@@ -49,6 +50,7 @@ for model in $MODELS; do
     gnf) row gnf "$(ours gnf "$STEPS" configs/image/gnf.toml)" - ;;
     ffn) row ffn "$(ours ffn "$FFN_STEPS" configs/image/ffn.toml)" "$(peer ffn "$FFN_STEPS")" ;;
     ffn_cam) row ffn+cam "$(ours ffn_cam "$FFN_STEPS" configs/image/ffn_cam.toml)" "$(peer ffn "$FFN_STEPS" --cam)" ;;
+    siren) row siren "$(ours siren "$FFN_STEPS" configs/image/siren.toml)" - ;;
     *) echo "bench/speed.sh: unknown model $model" >&2; exit 1 ;;
   esac
 done

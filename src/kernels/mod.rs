@@ -12,8 +12,35 @@ pub mod gather_sum;
 pub mod residual_sine;
 pub mod sine;
 
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend};
 use burn::tensor::{DType, TensorData};
+
+/// The backward pass of an elementwise op whose slope the forward pass kept: gradient x slope.
+#[derive(Debug)]
+struct TimesSlope;
+
+impl<B: Backend> Backward<B, 1> for TimesSlope {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let slope = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::float_mul(grad, slope));
+    }
+}
+
+/// Puts `out`, an elementwise function of the input behind `input`, on the autodiff graph,
+/// with `slope` (its derivative at each element) as the backward pass.
+fn elementwise_with_slope<B: Backend, C: CheckpointStrategy>(input: NodeGuard, out: FloatTensor<B>, slope: FloatTensor<B>) -> FloatTensor<Autodiff<B, C>> {
+    match TimesSlope.prepare::<C>([input]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(slope, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
 
 /// A float tensor in contiguous f32 storage; read it with [`f32s`]. Copies only when the
 /// tensor is strided or of another float type.
@@ -150,20 +177,23 @@ mod tests {
         let h = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]) * 3.0;
         let m = Tensor::<1>::from_data(TensorData::new(crate::fields::neurbf::log_spaced(1.0, 1000.0, channels), [channels]), &device);
         let weights = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]);
+        // sin(1000 h) in f32: both round h * m the same way, so they agree to float precision.
+        compare_elementwise(&h, &weights, |x| super::residual_sine::residual_sine(x, m.clone()), |x| x.clone() + (x * m.clone().unsqueeze::<2>()).sin());
+    }
+
+    /// Asserts that `fused` and `reference` agree on `x`, in value and in the gradient of
+    /// `sum(weights * f(x))`; returns the fused gradient.
+    fn compare_elementwise(x: &Tensor<2>, weights: &Tensor<2>, fused: impl Fn(Tensor<2>) -> Tensor<2>, reference: impl Fn(Tensor<2>) -> Tensor<2>) -> Vec<f32> {
         let mut results = Vec::new();
-        for fused in [true, false] {
-            let x = h.clone().detach().require_grad();
-            let out = if fused {
-                super::residual_sine::residual_sine(x.clone(), m.clone())
-            } else {
-                x.clone() + (x.clone() * m.clone().unsqueeze::<2>()).sin()
-            };
+        for f in [&fused as &dyn Fn(Tensor<2>) -> Tensor<2>, &reference] {
+            let x = x.clone().detach().require_grad();
+            let out = f(x.clone());
             let grads = (out.clone() * weights.clone()).sum().backward();
             results.push((host(out), host(x.grad(&grads).unwrap())));
         }
-        // sin(1000 h) in f32: both round h * m the same way, so they agree to float precision.
         assert_close(&results[0].0, &results[1].0, "output");
         assert_close(&results[0].1, &results[1].1, "gradient");
+        results.swap_remove(0).1
     }
 
     /// The fused sine against the tensor `sin` (value and gradient, over SIREN's and the Fourier
@@ -175,18 +205,10 @@ mod tests {
         let (rows, channels) = (900, 40);
         let x = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]) * 300.0;
         let weights = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]);
-        let mut results = Vec::new();
-        for fused in [true, false] {
-            let x = x.clone().detach().require_grad();
-            let out = if fused { super::sine::sin(x.clone()) } else { x.clone().sin() };
-            let grads = (out.clone() * weights.clone()).sum().backward();
-            results.push((host(out), host(x.grad(&grads).unwrap())));
-        }
-        assert_close(&results[0].0, &results[1].0, "output");
-        assert_close(&results[0].1, &results[1].1, "gradient");
+        let fused_grad = compare_elementwise(&x, &weights, super::sine::sin, |x| x.sin());
 
         // d/dx of sum(w sin x) is w cos x; difference quotients in f64 of the f32 sine.
-        let (xs, ws, fused_grad) = (host(x), host(weights), &results[0].1);
+        let (xs, ws) = (host(x), host(weights));
         let h = 1e-2f32;
         for i in (0..xs.len()).step_by(97) {
             let (plus, _) = super::sin_cos(xs[i] + h);

@@ -2,9 +2,7 @@
 //! over all cores, which also keeps its slope `1 + m cos(h * m)` for the backward pass, so the
 //! backward is a single multiply.
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Tensor;
@@ -42,25 +40,10 @@ impl ResidualSineOps for Flex {
 
 impl<B: Backend + ResidualSineOps, C: CheckpointStrategy> ResidualSineOps for Autodiff<B, C> {
     fn residual_sine_with_slope(h: FloatTensor<Self>, m: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct ResidualSine;
-
-        impl<B: Backend> Backward<B, 1> for ResidualSine {
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let slope = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::float_mul(grad, slope));
-            }
-        }
-
         let node = h.node();
         let (out, slope) = B::residual_sine_with_slope(h.into_primitive(), m.into_primitive());
         let slope_out = <Self as AutodiffBackend>::from_inner(slope.clone());
-        let out = match ResidualSine.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(slope, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
+        let out = super::elementwise_with_slope::<B, C>(node, out, slope);
         (out, slope_out)
     }
 }

@@ -2,9 +2,7 @@
 //! pass: SIREN's sine layers and the Fourier features, where flex's one-thread libm `sin` (and
 //! `cos` in the backward pass) took about as long as the matmuls.
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Tensor;
@@ -37,25 +35,10 @@ impl SineOps for Flex {
 
 impl<B: Backend + SineOps, C: CheckpointStrategy> SineOps for Autodiff<B, C> {
     fn sine_with_slope(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct Sine;
-
-        impl<B: Backend> Backward<B, 1> for Sine {
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let slope = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::float_mul(grad, slope));
-            }
-        }
-
         let node = x.node();
         let (sin, cos) = B::sine_with_slope(x.into_primitive());
         let cos_out = <Self as AutodiffBackend>::from_inner(cos.clone());
-        let sin = match Sine.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(cos, sin),
-            OpsKind::UnTracked(prep) => prep.finish(sin),
-        };
+        let sin = super::elementwise_with_slope::<B, C>(node, sin, cos);
         (sin, cos_out)
     }
 }
