@@ -6,8 +6,8 @@ use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 
 use super::cam::{Modulation, modulate};
-use crate::kernels::sine::sin;
 use super::mlp::Linear;
+use crate::kernels::sine::sin;
 
 #[derive(Module, Debug)]
 pub struct Siren {

@@ -5,8 +5,8 @@
 //! and fresh buffers on every step).
 //!
 //! Each op is a burn backend extension for `Flex` and `Autodiff<Flex>` with a hand-written
-//! backward. Other devices keep the plain tensor versions (in the field code), which these are
-//! tested against: values and gradients (`tests` below).
+//! backward. Other devices keep the plain tensor versions (in the field code, or in the op's
+//! wrapper, as `sine::sin`), which these are tested against: values and gradients (`tests` below).
 
 pub mod gather_sum;
 pub mod residual_sine;
