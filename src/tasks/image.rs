@@ -38,8 +38,8 @@ impl ImageTask {
             trained[i] = false;
         }
         let centres = Image::pixel_centres(image.width, image.height);
-        let train_coords: Vec<f32> = centres.chunks(2).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.to_vec()).collect();
-        let train_values: Vec<f32> = image.pixels.chunks(c).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.to_vec()).collect();
+        let train_coords: Vec<f32> = centres.chunks(2).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.iter().copied()).collect();
+        let train_values: Vec<f32> = image.pixels.chunks(c).zip(&trained).filter(|&(_, &t)| t).flat_map(|(p, _)| p.iter().copied()).collect();
         let n = train_coords.len() / 2;
         let coords = Tensor::from_data(TensorData::new(train_coords, [n, 2]), device);
         let targets = Tensor::from_data(TensorData::new(train_values, [n, c]), device);
