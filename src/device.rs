@@ -64,7 +64,7 @@ impl QuietStderr {
             if null >= 0 {
                 libc::close(null);
             }
-            return Self { saved };
+            Self { saved }
         }
         #[cfg(not(unix))]
         Self {}

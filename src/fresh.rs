@@ -189,7 +189,7 @@ fn fft_nd(buffer: &mut [Complex<f64>], dims: &[usize], planner: &mut FftPlanner<
         let mut line = vec![Complex::new(0.0, 0.0); len];
         for start in 0..total {
             // Each line starts where the axis' index is 0.
-            if (start / stride) % len != 0 {
+            if !(start / stride).is_multiple_of(len) {
                 continue;
             }
             for (t, v) in line.iter_mut().enumerate() {

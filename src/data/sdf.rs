@@ -262,10 +262,11 @@ fn sah_split(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize]) -> us
         for &t in order.iter() {
             let b = bin_of(t, axis);
             counts[b] += 1;
+            let (lo, hi) = &mut boxes[b];
             for v in triangles[t] {
-                for a in 0..3 {
-                    boxes[b].0[a] = boxes[b].0[a].min(v[a]);
-                    boxes[b].1[a] = boxes[b].1[a].max(v[a]);
+                for (a, x) in v.into_iter().enumerate() {
+                    lo[a] = lo[a].min(x);
+                    hi[a] = hi[a].max(x);
                 }
             }
         }

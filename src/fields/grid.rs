@@ -128,7 +128,7 @@ impl HashGrid {
             let mut hash_index: Option<Tensor<3, Int>> = None;
             let mut weight: Option<Tensor<3>> = None;
             let mut stride = vec![1i32; levels];
-            for axis in 0..d {
+            for (axis, &prime) in PRIMES.iter().enumerate().take(d) {
                 let bit = (corner >> axis) & 1;
                 let c = cell.clone().narrow(2, axis, 1) + bit as i32; // [N, L, 1]
                 let f = frac.clone().narrow(2, axis, 1);
@@ -143,7 +143,7 @@ impl HashGrid {
                     *s = if self.dense[l] { *s * self.resolutions[l] as i32 } else { 0 };
                 }
 
-                let h = mul_mod(c, PRIMES[axis], self.log2_table_size);
+                let h = mul_mod(c, prime, self.log2_table_size);
                 hash_index = Some(match hash_index { Some(acc) => acc.bitwise_xor(h), None => h });
             }
             let dense_index = dense_index.expect("at least one axis");

@@ -22,7 +22,7 @@ pub struct KdTree {
 impl KdTree {
     /// `points` is flattened `[n, dims]`.
     pub fn new(points: &[f32], dims: usize) -> Self {
-        assert!(dims > 0 && dims <= MAX_DIMS && points.len() % dims == 0);
+        assert!(dims > 0 && dims <= MAX_DIMS && points.len().is_multiple_of(dims));
         let n = points.len() / dims;
         let mut ids: Vec<u32> = (0..n as u32).collect();
         let mut axes = vec![0u8; n];

@@ -62,7 +62,7 @@ fn sin_cos(x: f32) -> (f32, f32) {
     // pi/2 split into three parts whose products with the quadrant count are exact.
     const C1: f32 = 1.570_312_5;
     const C2: f32 = 4.837_513e-4;
-    const C3: f32 = 7.549_790e-8;
+    const C3: f32 = 7.549_79e-8;
     // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call, vectorises).
     const ROUND: f32 = 12_582_912.0;
     let q = (x * FRAC_2_PI + ROUND) - ROUND;
