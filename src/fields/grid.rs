@@ -1,10 +1,11 @@
-//! Multi-resolution hash grid (instant-ngp), 2-D or 3-D, in plain burn tensor ops.
+//! Multi-resolution hash grid (instant-ngp), 2-D or 3-D.
 //!
 //! Level `l` has resolution `ceil(base * s^l)` with `s` chosen so the last level reaches `finest`;
 //! a level whose `res^d` vertices fit in the table is stored densely, otherwise vertices are
 //! hashed (`x * 1 xor y * 2654435761 xor z * 805459861`, modulo the power-of-two table size).
 //! Vertices sit at `x * (res - 1)` (corners aligned), and features are (bi/tri)linearly
-//! interpolated. The integer hash runs on the device in i32 without overflow (see `mul_mod`).
+//! interpolated. The integer hash runs on the device in i32 without overflow (see `mul_mod`);
+//! on the CPU the lookup is one pass on the host (`lookup_on_host`).
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
@@ -13,6 +14,7 @@ use rand::rngs::StdRng;
 use super::cam::Modulation;
 use super::mlp::{ReluMlp, uniform_tensor};
 use crate::kernels;
+use rayon::prelude::*;
 
 const PRIMES: [u64; 3] = [1, 2_654_435_761, 805_459_861];
 
@@ -95,6 +97,14 @@ impl HashGrid {
     /// Which table rows each point reads, and with what weights. Depends only on the points, so
     /// a task that feeds the same points every step computes it once.
     pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
+        // On the CPU, dozens of whole-tensor integer passes per corner dominate SDF training
+        // and meshing; one pass on the host gives the same rows and weights. It has no backward,
+        // so points that carry a gradient keep the tensor path.
+        if kernels::on_flex(&x.device()) && !x.is_tracked() { self.lookup_on_host(x) } else { self.lookup_with_tensors(x) }
+    }
+
+    /// The lookup in tensor ops, on any device, differentiable in the points.
+    fn lookup_with_tensors(&self, x: Tensor<2>) -> GridLookup {
         let [n, d] = x.dims();
         // Points just outside the domain (SDF samples near the box, rays entering it) read the
         // border cells rather than indices before the table.
@@ -163,6 +173,58 @@ impl HashGrid {
             weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
             points: n,
             corners: corner_count,
+        }
+    }
+
+    /// `lookup_with_tensors` computed point by point on the host, with the same f32 operations
+    /// in the same order, so rows and weights are identical.
+    fn lookup_on_host(&self, x: Tensor<2>) -> GridLookup {
+        let [n, d] = x.dims();
+        let device = x.device();
+        let points: Vec<f32> = x.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 points");
+        let (levels, corners) = (self.resolutions.len(), 1usize << d);
+        let hash_mask = (1u32 << self.log2_table_size) - 1;
+        let mut rows = vec![0i32; n * levels * corners];
+        let mut weights = vec![0f32; n * levels * corners];
+        let per_point = levels * corners;
+        rows.par_chunks_mut(per_point).zip(weights.par_chunks_mut(per_point)).zip(points.par_chunks(d)).for_each(|((rows, weights), p)| {
+            for (l, &res) in self.resolutions.iter().enumerate() {
+                let scale = (res - 1) as f32;
+                let max_cell = (res as f32 - 2.0).max(0.0);
+                let (mut cell, mut frac) = ([0u32; 3], [0f32; 3]);
+                for a in 0..d {
+                    let pos = p[a].clamp(0.0, 1.0) * scale;
+                    let c = pos.floor().min(max_cell); // keep x = 1 inside the last cell
+                    frac[a] = pos - c;
+                    cell[a] = c as u32;
+                }
+                for corner in 0..corners {
+                    // `index` is the dense level's vertex number (res^d fits in the table, so
+                    // no overflow) or instant-ngp's u32 hash before the modulo.
+                    let (mut weight, mut index, mut stride) = (1.0f32, 0u32, 1u32);
+                    for (a, &prime) in PRIMES.iter().enumerate().take(d) {
+                        let bit = (corner >> a) as u32 & 1;
+                        let c = cell[a] + bit;
+                        weight *= if bit == 1 { frac[a] } else { -frac[a] + 1.0 };
+                        if self.dense[l] {
+                            index += c * stride;
+                            stride *= res as u32;
+                        } else {
+                            index ^= c.wrapping_mul(prime as u32);
+                        }
+                    }
+                    let index = if self.dense[l] { index } else { index & hash_mask };
+                    rows[l * corners + corner] = (index as usize + self.offsets[l]) as i32;
+                    weights[l * corners + corner] = weight;
+                }
+            }
+        });
+        GridLookup {
+            rows: Tensor::from_data(TensorData::new(rows, [n * levels * corners]), &device),
+            gather_index: None,
+            weight: Tensor::from_data(TensorData::new(weights, [n, levels, corners, 1]), &device),
+            points: n,
+            corners,
         }
     }
 }
@@ -260,5 +322,46 @@ mod tests {
                 + at(cx, cy + 1.0) * (1.0 - fx) * fy + at(cx + 1.0, cy + 1.0) * fx * fy;
             assert!((g - want).abs() < 1e-6, "{p:?}: {g} vs {want}");
         }
+    }
+
+    fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    /// The host lookup must give exactly the tensor lookup's rows and weights: dense and hashed
+    /// levels, 2-D and 3-D, points on the borders, outside the box and at random.
+    #[test]
+    fn host_lookup_equals_tensor_lookup() {
+        let device = Device::flex();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(3);
+        for dims in [2usize, 3] {
+            // Resolutions 2, 6, 15, 40, ... 2048 over 2^10 entries per level: the coarsest
+            // levels are dense, the rest hashed.
+            let grid = HashGrid::new(dims, 8, 2, 10, 2, 2048, &mut rng, &device);
+            assert!(grid.dense.iter().any(|&b| b) && grid.dense.iter().any(|&b| !b));
+            let mut points: Vec<f32> = vec![0.0; dims];
+            points.extend(vec![1.0; dims]);
+            points.extend((0..dims).map(|a| if a == 0 { -0.25 } else { 1.5 }));
+            points.extend((0..200 * dims).map(|_| rand::RngExt::random_range(&mut rng, 0.0..1.0f32)));
+            let n = points.len() / dims;
+            let x = Tensor::<2>::from_data(TensorData::new(points, [n, dims]), &device);
+            let host = grid.lookup_on_host(x.clone());
+            let tensors = grid.lookup_with_tensors(x);
+            let rows = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+            assert_eq!(rows(host.rows), rows(tensors.rows), "{dims}-D rows");
+            assert_eq!(host_values(host.weight), host_values(tensors.weight), "{dims}-D weights");
+        }
+    }
+
+    /// Points that carry a gradient take the tensor path, so the gradient reaches them.
+    #[test]
+    fn tracked_points_get_gradients_through_the_lookup() {
+        let device = Device::flex().autodiff();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(4);
+        let grid = HashGrid::new(3, 4, 2, 12, 4, 64, &mut rng, &device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.31f32, 0.52, 0.77, 0.12, 0.9, 0.43], [2, 3]), &device).require_grad();
+        let grads = grid.forward(x.clone()).sum().backward();
+        let g = host_values(x.grad(&grads).expect("a gradient for the points"));
+        assert!(g.iter().any(|v| *v != 0.0), "zero gradient {g:?}");
     }
 }
