@@ -18,6 +18,13 @@ build_bin() { [ -n "${NFIELD_BIN:-}" ] || cargo build --release --quiet "$@"; }
 # A number from a run's summary.json: num RUN_DIR KEY.
 num() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([-0-9.e]*\).*/\1/p" "$1/summary.json"; }
 
+# Seconds per step of a run between its logged steps FROM and TO (metrics.jsonl):
+# seconds_per_step RUN_DIR FROM TO.
+seconds_per_step() {
+  awk -v from="$2" -v to="$3" -F'[:,}]' '/"step"/ { for (i = 1; i < NF; i++) { if ($i ~ /"step"/) s = $(i + 1); if ($i ~ /"seconds"/) t = $(i + 1) }
+      if (s == from) t0 = t; if (s == to) t1 = t } END { printf "%.4f", (t1 - t0) / (to - from) }' "$1/metrics.jsonl"
+}
+
 # Train one run into $OUT/NAME unless it finished before (a half-finished one is redone):
 # train_run NAME CONFIG [nfield train arguments...].
 train_run() {

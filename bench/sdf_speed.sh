@@ -23,8 +23,7 @@ for model in $MODELS; do
   "$BIN" train "configs/sdf/$model.toml" --device "$DEVICE" --out "$OUT" --name "$model" --quiet --steps "$STEPS" \
     --set train.log_every=10 --set eval.resolution=32 > /dev/null 2> "$OUT/$model.log" \
     || { echo "failed: $model (see $OUT/$model.log)" >&2; exit 1; }
-  per_step=$(awk -v n="$STEPS" -F'[:,}]' '/"step"/ { for (i = 1; i < NF; i++) { if ($i ~ /"step"/) s = $(i + 1); if ($i ~ /"seconds"/) t = $(i + 1) }
-      if (s == 20) t20 = t; if (s == n) tn = t } END { printf "%.4f", (tn - t20) / (n - 20) }' "$OUT/$model/metrics.jsonl")
+  per_step=$(seconds_per_step "$OUT/$model" 20 "$STEPS")
   start=$(date +%s.%N)
   "$BIN" mesh "$OUT/$model" --resolution "$RESOLUTION" --device "$DEVICE" > "$OUT/$model-mesh.log" 2>&1 \
     || { echo "failed: nfield mesh $model (see $OUT/$model-mesh.log)" >&2; exit 1; }

@@ -25,8 +25,7 @@ ours() { # name steps config [overrides...]
   local name=$1 steps=$2 config=$3; shift 3
   "$BIN" train "$config" "$@" --device "$DEVICE" --out "$OUT" --name "$name" --quiet --steps "$steps" \
     --set "task.path=$KODAK/$IMAGE.png" --set "task.crop=[256,256]" --set train.log_every=50 > /dev/null 2> "$OUT/$name.log"
-  awk -v n="$steps" -F'[:,}]' '/"step"/ { for (i = 1; i < NF; i++) { if ($i ~ /"step"/) s = $(i + 1); if ($i ~ /"seconds"/) t = $(i + 1) }
-      if (s == 50) t50 = t; if (s == n) tn = t } END { printf "%.4f", (tn - t50) / (n - 50) }' "$OUT/$name/metrics.jsonl"
+  seconds_per_step "$OUT/$name" 50 "$steps"
 }
 peer() { # script steps [arguments...]
   local script=$1 steps=$2; shift 2
