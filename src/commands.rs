@@ -9,14 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::data::image;
 use crate::device::{self, DeviceChoice, SelectedDevice};
 use crate::fields::Field;
 use crate::optim::Adam;
-use crate::render::render_image;
-use crate::render::sphere_trace::{self, Camera, Shading};
+use crate::render::RenderMode;
 use crate::run::RunDir;
-use crate::tasks;
+use crate::tasks::{MeshRequest, RenderRequest, Task};
 use crate::train::{self, TrainOptions, TrainOutcome};
 
 #[derive(Parser, Debug)]
@@ -109,13 +107,6 @@ pub struct RenderArgs {
     pub device: DeviceChoice,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RenderMode {
-    Rgb,
-    Depth,
-    Normal,
-}
-
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("size {s:?} must look like 512x512"))?;
     let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0 && n <= 32768);
@@ -172,30 +163,30 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     for note in config.resolve() {
         eprintln!("note: {note}");
     }
-    // Check the inputs before any directory is made, so a typo leaves nothing behind.
+    // Check the config and the inputs before any directory is made, so a typo leaves nothing behind.
     config.check_resolved()?;
-    for warning in tasks::check_inputs(&config)? {
-        eprintln!("warning: {warning}");
-    }
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
+    let train_device = device.device.clone().autodiff();
+    let task = config.task.build(&config, &train_device)?;
+    for warning in task.warnings() {
+        eprintln!("warning: {warning}");
+    }
 
     // FreSh chooses its hyperparameter before anything is written (a resumed run already has it).
     let mut fresh_report = None;
     if let Some(fresh) = config.fresh.clone() {
         match &fresh.chosen {
-            Some(value) => {
-                let key = fresh.parameter.trim_start_matches("model.");
-                config = config.with_model_value(key, value).context("fresh.chosen")?;
-            }
+            Some(value) => config = config.with_model_value(fresh.model_key(), value).context("fresh.chosen")?,
             None => {
-                let (chosen, report) = train::run_fresh(&config, &device.device, args.quiet)?;
+                let (chosen, report) = train::run_fresh(&config, task.as_ref(), &device.device, args.quiet)?;
                 eprintln!("fresh: {} = {} ({:.1} s)", report.parameter, report.chosen(), report.seconds);
                 config = chosen;
                 fresh_report = Some(train::fresh_json(&report, fresh.inits));
             }
         }
     }
+    let field = train::build_field(&config, task.as_ref(), &train_device)?;
 
     // Only now is anything written: a new run directory, or a resumed run's (possibly extended) config.
     let run = match run {
@@ -217,13 +208,15 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
         }
     });
     let options = TrainOptions { quiet: args.quiet, interrupt, resume };
-    let outcome = train::train(&config, &run, &device, &options);
+    let outcome = train::train(&config, task, field, &run, &device, &options);
     match outcome {
         Ok(TrainOutcome::Finished { summary }) => {
             let mut line = format!(
                 "{} steps in {:.1} s ({:.1} steps/s), {} parameters",
-                summary["steps"], summary["train_seconds"].as_f64().unwrap_or(0.0),
-                summary["steps_per_second"].as_f64().unwrap_or(0.0), summary["params"]
+                summary["steps"],
+                summary["train_seconds"].as_f64().unwrap_or(0.0),
+                summary["steps_per_second"].as_f64().unwrap_or(0.0),
+                summary["params"]
             );
             if let Some(p) = summary["psnr"].as_f64() {
                 line += &format!(", PSNR {p:.2} dB");
@@ -254,11 +247,12 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     }
 }
 
-/// A trained run's config, device and field, loaded from its last checkpoint.
+/// A trained run's config, task and field, loaded from its last checkpoint.
 struct LoadedRun {
     run: RunDir,
     config: Config,
     device: SelectedDevice,
+    task: Box<dyn Task>,
     field: Field,
 }
 
@@ -266,13 +260,14 @@ fn load_run(run_dir: &Path, choice: DeviceChoice) -> Result<LoadedRun> {
     let run = RunDir::open(run_dir)?;
     let mut config = Config::load(&run.config_path(), &[])?;
     config.resolve();
-    let spec = tasks::field_spec(&config)?;
     let device = device::select(choice)?;
     eprintln!("device: {}", device.description);
-    let field = Field::new(&config.model, &spec, config.train.seed, &device.device)?;
+    let task = config.task.build(&config, &device.device)?;
+    // No importance points: the checkpoint brings NeuRBF's kernels.
+    let field = Field::new(&config.model, &task.field_spec(), config.train.seed, &device.device)?;
     let mut adam = Adam::new(&config.train);
     let (field, _) = run.load_checkpoint(field, &mut adam, &device.device)?;
-    Ok(LoadedRun { run, config, device, field })
+    Ok(LoadedRun { run, config, device, task, field })
 }
 
 fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<ExitCode> {
@@ -288,13 +283,14 @@ fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<E
         f.chosen = None;
     }
     config.check_resolved()?;
-    for warning in tasks::check_inputs(&config)? {
-        eprintln!("warning: {warning}");
-    }
     let device = device::select(choice)?;
     eprintln!("device: {}", device.description);
-    let (_, report) = train::run_fresh(&config, &device.device, false)?;
-    println!("FreSh on {}: {} initialisations per candidate, {} spectrum bins", config.task.path.display(), fresh.inits, report.bins);
+    let task = config.task.build(&config, &device.device)?;
+    for warning in task.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let (_, report) = train::run_fresh(&config, task.as_ref(), &device.device, false)?;
+    println!("FreSh on {}: {} initialisations per candidate, {} spectrum bins", config.task.options().path().display(), fresh.inits, report.bins);
     println!("{:>24}  {:>10}  {:>10}", fresh.parameter, "distance", "std error");
     for (i, s) in report.scores.iter().enumerate() {
         let mark = if i == report.choice { "  <- chosen" } else { "" };
@@ -305,11 +301,10 @@ fn fresh_command(path: &Path, sets: &[String], choice: DeviceChoice) -> Result<E
 }
 
 fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
-    let LoadedRun { run, config, device, field } = load_run(run_dir, choice)?;
-    let task = tasks::build(&config, &device.device)?;
+    let LoadedRun { run, config, device, task, field } = load_run(run_dir, choice)?;
     let metrics = task.evaluate(&field, &device.device)?;
     let mut summary = run.read_summary().unwrap_or_else(|| serde_json::json!({}));
-    summary["task"] = task.name().into();
+    summary["task"] = task.kind().into();
     summary["model"] = config.model_name().into();
     summary["params"] = field.param_count().into();
     summary["trainable_params"] = field.trainable_params().into();
@@ -322,119 +317,28 @@ fn eval_command(run_dir: &Path, choice: DeviceChoice) -> Result<ExitCode> {
 }
 
 fn render_command(args: &RenderArgs) -> Result<ExitCode> {
-    let LoadedRun { run, config, device, field } = load_run(&args.run_dir, args.device)?;
-    if config.task.kind == "sdf" {
-        return render_sdf(args, &run, &config, &device, &field);
-    }
-    if config.task.kind == "image" && (args.view.is_some() || args.orbit.is_some() || args.mode != RenderMode::Rgb) {
-        bail!("--view, --orbit and --mode apply to SDF and radiance-field runs; an image run renders with --size only");
-    }
-    let target = tasks::image_target(&config)?;
-    let (width, height) = args.size.unwrap_or((target.width, target.height));
-    let out = args.out.clone().unwrap_or_else(|| run.path.join("renders"));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let stem = unused_stem(&out, &format!("image-{width}x{height}"));
-    let pixels = render_image(&field, width, height, config.eval.chunk_size, &device.device);
-    for path in image::save(&stem, width, height, target.channels, &pixels, target.format)? {
-        println!("wrote {}", path.display());
+    let LoadedRun { run, device, task, field, .. } = load_run(&args.run_dir, args.device)?;
+    let request = RenderRequest {
+        size: args.size,
+        view: args.view,
+        orbit: args.orbit,
+        mode: args.mode,
+        out: args.out.clone().unwrap_or_else(|| run.path.join("renders")),
+    };
+    let written = task.render(&field, &request, &device.device)?;
+    match (args.orbit, written.first()) {
+        (Some(_), Some(first)) => println!("wrote {} frames to {}", written.len(), first.parent().unwrap_or(Path::new(".")).display()),
+        _ => written.iter().for_each(|p| println!("wrote {}", p.display())),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `dir/base`, or `dir/base-2`, ... so that no earlier render or mesh is overwritten.
-fn unused_stem(dir: &Path, base: &str) -> PathBuf {
-    let taken = |p: &Path| ["png", "exr", "ply"].iter().any(|e| p.with_extension(e).exists());
-    let mut stem = dir.join(base);
-    let mut i = 2;
-    while taken(&stem) {
-        stem = dir.join(format!("{base}-{i}"));
-        i += 1;
-    }
-    stem
-}
-
-/// Sphere-traced pictures of a trained SDF: one front view, or `--orbit FRAMES` views around it
-/// into a new folder.
-fn render_sdf(args: &RenderArgs, run: &RunDir, config: &Config, device: &SelectedDevice, field: &Field) -> Result<ExitCode> {
-    if args.view.is_some() {
-        bail!("--view renders a training camera, and an SDF run has none; use --orbit FRAMES");
-    }
-    let (width, height) = args.size.unwrap_or((512, 512));
-    let shading = match args.mode {
-        RenderMode::Rgb => Shading::Lit,
-        RenderMode::Depth => Shading::Depth,
-        RenderMode::Normal => Shading::Normal,
-    };
-    let mode = format!("{:?}", args.mode).to_lowercase();
-    let out = args.out.clone().unwrap_or_else(|| run.path.join("renders"));
-    let frames = args.orbit.unwrap_or(1);
-    if frames == 0 {
-        bail!("--orbit needs at least 1 frame");
-    }
-    let chunk = config.eval.chunk_size;
-    let mut sdf = |points: &[f32]| tasks::sdf::field_distances(field, points, chunk, &device.device);
-    let stems: Vec<PathBuf> = if args.orbit.is_some() {
-        let folder = unused_dir(&out, &format!("orbit-{mode}-{width}x{height}"));
-        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
-        (0..frames).map(|i| folder.join(format!("{i:03}"))).collect()
-    } else {
-        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-        vec![unused_stem(&out, &format!("{mode}-{width}x{height}"))]
-    };
-    let bar = indicatif::ProgressBar::new(frames as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("render [{elapsed_precise}] {wide_bar} {pos}/{len} frames ETA {eta}").expect("valid template"));
-    for (i, stem) in stems.iter().enumerate() {
-        let camera = Camera::orbit(i, frames, 3.0, 20.0);
-        let pixels = sphere_trace::render(&mut sdf, &camera, width, height, shading);
-        image::save(stem, width, height, 3, &pixels, image::SampleFormat::U8)?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    match stems.as_slice() {
-        [one] => println!("wrote {}", one.with_extension("png").display()),
-        _ => println!("wrote {} frames to {}", stems.len(), stems[0].parent().unwrap_or(Path::new(".")).display()),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `nfield mesh`: marching cubes of a trained SDF, in the original mesh's units.
+/// `nfield mesh`: the task's surface of a trained field as a binary PLY.
 fn mesh_command(run_dir: &Path, resolution: Option<usize>, out: Option<PathBuf>, choice: DeviceChoice) -> Result<ExitCode> {
-    let LoadedRun { run, config, device, field } = load_run(run_dir, choice)?;
-    if config.task.kind != "sdf" {
-        bail!("nfield mesh needs an SDF run; {} is a {} run", run_dir.display(), config.task.kind);
-    }
-    let resolution = resolution.or(config.eval.resolution).unwrap_or(256);
-    if !(2..=4096).contains(&resolution) {
-        bail!("--resolution must be between 2 and 4096, got {resolution}");
-    }
-    let path = match out {
-        Some(p) if p.exists() => bail!("{} already exists; nfield never overwrites a file (choose another --out)", p.display()),
-        Some(p) => p,
-        None => unused_stem(&run.path, &format!("mesh-{resolution}")).with_extension("ply"),
-    };
-    let (_, normalisation, _) = tasks::sdf::load_mesh(&config)?;
-    let bar = indicatif::ProgressBar::new(resolution as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("mesh [{elapsed_precise}] {wide_bar} {pos}/{len} slices ETA {eta}").expect("valid template"));
-    let chunk = config.eval.chunk_size;
-    let surface = tasks::sdf::field_surface(&field, resolution, chunk, &device.device, |_, _, _| bar.inc(1))?;
-    bar.finish_and_clear();
-    if surface.triangles.is_empty() {
-        bail!("the field has no zero level set inside the [-1, 1] box at resolution {resolution}: nothing to mesh (is the run trained?)");
-    }
-    let ply = tasks::sdf::surface_ply(&field, &surface, resolution, &normalisation, chunk, &device.device);
-    crate::run::write_atomic(&path, &ply)?;
-    eprintln!("{} vertices, {} triangles", surface.vertices.len(), surface.triangles.len());
+    let LoadedRun { run, device, task, field, .. } = load_run(run_dir, choice)?;
+    let request = MeshRequest { resolution, out, run_dir: run.path.clone() };
+    let (path, about) = task.mesh(&field, &request, &device.device)?;
+    eprintln!("{about}");
     println!("wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// `dir/base`, or `dir/base-2`, ... that does not exist yet.
-fn unused_dir(dir: &Path, base: &str) -> PathBuf {
-    let mut path = dir.join(base);
-    let mut i = 2;
-    while path.exists() {
-        path = dir.join(format!("{base}-{i}"));
-        i += 1;
-    }
-    path
 }

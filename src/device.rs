@@ -32,15 +32,9 @@ const NO_ADAPTER_HELP: &str = "install the GPU's driver, or `mesa-vulkan-drivers
 fn adapters(backends: wgpu::Backends) -> Vec<wgpu::AdapterInfo> {
     // WGPU_BACKEND narrows the search, as it does for every wgpu program.
     let backends = wgpu::Backends::from_env().map_or(backends, |env| env & backends);
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends,
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() });
     let _quiet = QuietStderr::new();
-    pollster_block_on(instance.enumerate_adapters(backends))
-        .into_iter()
-        .map(|a| a.get_info())
-        .collect()
+    pollster_block_on(instance.enumerate_adapters(backends)).into_iter().map(|a| a.get_info()).collect()
 }
 
 /// Mutes the process's stderr while it lives. Probing Vulkan drivers on a headless machine makes
@@ -124,15 +118,10 @@ fn start_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -
         let _quiet = QuietStderr::new();
         Device::wgpu_options().graphics_api(api).init_with_setup()
     };
-    let (device, setup) = started
-        .map_err(|e| anyhow::anyhow!("--device {label}: could not start the GPU device ({e}); {NO_ADAPTER_HELP}"))?;
+    let (device, setup) = started.map_err(|e| anyhow::anyhow!("--device {label}: could not start the GPU device ({e}); {NO_ADAPTER_HELP}"))?;
     let info = setup.adapter.get_info();
     let software = if is_real_gpu(&info) { "" } else { ", software" };
-    Ok(SelectedDevice {
-        device,
-        description: format!("{label} ({}, {:?}{software})", info.name, info.backend),
-        kind: label,
-    })
+    Ok(SelectedDevice { device, description: format!("{label} ({}, {:?}{software})", info.name, info.backend), kind: label })
 }
 
 /// Pick the device. Never panics on a machine without a GPU: `auto` falls back to the CPU.
@@ -166,7 +155,9 @@ fn cuda() -> Result<SelectedDevice> {
         let _ = burn::tensor::Tensor::<1>::zeros([1], &d).into_data();
         d
     })
-    .map_err(|_| anyhow::anyhow!("--device cuda: no CUDA device could be started; install the NVIDIA driver and CUDA toolkit, or use --device wgpu"))?;
+    .map_err(|_| {
+        anyhow::anyhow!("--device cuda: no CUDA device could be started; install the NVIDIA driver and CUDA toolkit, or use --device wgpu")
+    })?;
     Ok(SelectedDevice { device, description: "cuda (device 0)".into(), kind: "cuda" })
 }
 

@@ -12,6 +12,56 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use image::{ImageBuffer, Luma, imageops};
 use rustfft::{FftPlanner, num_complex::Complex};
+use serde::{Deserialize, Serialize};
+
+/// `[fresh]`: score candidate values of one embedding hyperparameter by the spectrum of the
+/// untrained field's output and train with the closest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FreshConfig {
+    /// The dotted model key FreSh sets (one of `PARAMETERS`).
+    pub parameter: String,
+    /// Values to score, each one the key accepts.
+    pub candidates: Vec<toml::Value>,
+    /// Spectrum bins compared, after the DC bin is dropped.
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+    /// Random initialisations averaged per candidate.
+    #[serde(default = "default_inits")]
+    pub inits: usize,
+    /// Written into the run's config once FreSh has chosen; a config that has it skips the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<toml::Value>,
+}
+
+fn default_bins() -> usize {
+    64
+}
+
+fn default_inits() -> usize {
+    10
+}
+
+/// The embedding hyperparameters FreSh can choose.
+pub const PARAMETERS: &[&str] = &["model.sigma", "model.omega0", "model.finest_resolution", "model.rbf_frequencies"];
+
+impl FreshConfig {
+    pub fn validate(&self, source: &str) -> Result<()> {
+        crate::config::check_choice(source, "fresh.parameter", &self.parameter, PARAMETERS)?;
+        if self.candidates.is_empty() {
+            bail!("{source}: fresh.candidates must list at least one value");
+        }
+        if self.bins < 2 {
+            bail!("{source}: fresh.bins must be at least 2");
+        }
+        crate::config::at_least_one(source, &[("fresh.inits", self.inits)])
+    }
+
+    /// The model key FreSh sets, without `model.`.
+    pub fn model_key(&self) -> &str {
+        self.parameter.trim_start_matches("model.")
+    }
+}
 
 /// A signal sampled on a regular grid: `values` is `[N, channels]` with the points in row-major
 /// order over `dims` (slowest axis first: `[height, width]` for images, `[z, y, x]` for volumes).
@@ -139,12 +189,8 @@ pub fn search(
         let variance = if distances.len() > 1 { distances.iter().map(|d| (d - distance).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
         scores.push(Score { candidate: candidate.clone(), distance, std_error: (variance / n).sqrt() });
     }
-    let choice = scores
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.distance.is_finite())
-        .min_by(|a, b| a.1.distance.total_cmp(&b.1.distance))
-        .map(|(i, _)| i);
+    let choice =
+        scores.iter().enumerate().filter(|(_, s)| s.distance.is_finite()).min_by(|a, b| a.1.distance.total_cmp(&b.1.distance)).map(|(i, _)| i);
     let Some(choice) = choice else {
         bail!("FreSh: no candidate of {parameter} gives the untrained field any spectrum (its output is flat)");
     };

@@ -50,9 +50,7 @@ pub fn ssim(prediction: &[f32], target: &[f32], width: usize, height: usize, cha
 
     let mut sum = 0.0;
     for c in 0..channels {
-        let channel = |src: &[f32]| -> Vec<f64> {
-            (0..width * height).map(|i| src[i * channels + c].clamp(0.0, 1.0) as f64).collect()
-        };
+        let channel = |src: &[f32]| -> Vec<f64> { (0..width * height).map(|i| src[i * channels + c].clamp(0.0, 1.0) as f64).collect() };
         let x = channel(prediction);
         let y = channel(target);
         let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
@@ -175,10 +173,12 @@ pub fn surface_metrics(predicted: &Mesh, truth: &Mesh, samples: usize, threshold
     // For each point of `from`, its distance to the nearest point of `to` and that point's index.
     let nearest = |from: &[[f32; 3]], to: &[[f32; 3]]| -> Vec<(f64, usize)> {
         let tree = KdTree::new(&to.iter().flatten().copied().collect::<Vec<_>>(), 3);
-        from.par_iter().map(|p| {
-            let (d2, j) = tree.nearest(p, 1)[0];
-            ((d2 as f64).sqrt(), j as usize)
-        }).collect()
+        from.par_iter()
+            .map(|p| {
+                let (d2, j) = tree.nearest(p, 1)[0];
+                ((d2 as f64).sqrt(), j as usize)
+            })
+            .collect()
     };
     let angle = |a: [f32; 3], b: [f32; 3]| ((a[0] * b[0] + a[1] * b[1] + a[2] * b[2]).abs().min(1.0) as f64).acos().to_degrees();
     let mean = |v: &mut dyn Iterator<Item = f64>| {
@@ -254,10 +254,14 @@ mod tests {
     fn surface_metrics_of_equal_and_shifted_spheres() {
         let sphere = icosphere_ish(0.5, 0.0);
         // The sphere's exact normals: the direction from its centre.
-        let mut radial = |p: &[f32]| p.chunks(3).map(|q| {
-            let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
-            [q[0] / n, q[1] / n, q[2] / n]
-        }).collect::<Vec<_>>();
+        let mut radial = |p: &[f32]| {
+            p.chunks(3)
+                .map(|q| {
+                    let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
+                    [q[0] / n, q[1] / n, q[2] / n]
+                })
+                .collect::<Vec<_>>()
+        };
         let same = surface_metrics(&sphere, &sphere, 50000, 0.02, Some(&mut radial));
         // Independent samples of one surface: only the sample spacing (about 0.008) separates them.
         assert!(same.chamfer_l1 < 0.015, "{same:?}");

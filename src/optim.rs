@@ -97,11 +97,7 @@ impl ModuleMapper for AdamMapper<'_> {
         let numel: usize = shape.iter().product();
         let value = tensor.inner();
         let grad = grad.reshape([numel]);
-        let Moments { m, v } = self
-            .adam
-            .state
-            .remove(&path)
-            .unwrap_or_else(|| Moments { m: grad.zeros_like(), v: grad.zeros_like() });
+        let Moments { m, v } = self.adam.state.remove(&path).unwrap_or_else(|| Moments { m: grad.zeros_like(), v: grad.zeros_like() });
         let m = m * b1 + grad.clone() * (1.0 - b1);
         let v = v * b2 + grad.square() * (1.0 - b2);
         let m_hat = m.clone() / (1.0 - b1.powi(t));

@@ -92,11 +92,7 @@ impl RunDir {
     /// Append one JSON object per line.
     pub fn log_metrics(&self, record: &serde_json::Value) -> Result<()> {
         let path = self.path.join(METRICS_FILE);
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(file, "{record}")?;
         Ok(())
     }
@@ -108,10 +104,7 @@ impl RunDir {
         let kept: String = text
             .lines()
             .filter(|line| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_some_and(|s| s <= step)
+                serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64())).is_some_and(|s| s <= step)
             })
             .map(|line| format!("{line}\n"))
             .collect();
@@ -193,7 +186,7 @@ impl RunDir {
                 bail!("checkpoint tensor {name} is not f32");
             }
             let floats = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            values.insert(name, (view.shape().to_vec(), floats));
+            values.insert(current_name(&name), (view.shape().to_vec(), floats));
         }
         adam.state.clear();
         for (name, (shape, m)) in values.iter().filter(|(k, _)| k.starts_with("adam.m.")) {
@@ -215,6 +208,17 @@ impl RunDir {
         }
         Ok((model, progress))
     }
+}
+
+/// A checkpoint tensor's name as the current module tree has it (checkpoints of earlier
+/// versions name parameters by their old paths).
+fn current_name(name: &str) -> String {
+    for prefix in ["model.", "adam.m.", "adam.v."] {
+        if let Some(path) = name.strip_prefix(prefix) {
+            return format!("{prefix}{}", crate::fields::current_param_path(path));
+        }
+    }
+    name.to_string()
 }
 
 /// Where training stands.

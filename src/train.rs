@@ -15,13 +15,13 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::device::SelectedDevice;
-use crate::fields::{Field, Prepared};
+use crate::fields::Field;
 use crate::fresh::{self, FreshReport, Signal};
 use crate::metrics::psnr_from_mse;
 use crate::optim::{Adam, lr_scale};
 use crate::render::evaluate_points;
 use crate::run::{Progress, RunDir};
-use crate::tasks::{self, Metrics};
+use crate::tasks::{Metrics, Task};
 
 pub struct TrainOptions {
     /// No progress bar.
@@ -37,14 +37,26 @@ pub enum TrainOutcome {
     Interrupted { step: u64 },
 }
 
-pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &TrainOptions) -> Result<TrainOutcome> {
-    let train_device = device.device.clone().autodiff();
-    let task = tasks::build(config, &train_device)?;
+/// The field a config describes for a task, on the task's device. Fields that place kernels
+/// from the target (NeuRBF) get the task's importance points.
+pub fn build_field(config: &Config, task: &dyn Task, device: &Device) -> Result<Field> {
     let mut spec = task.field_spec();
-    if Field::places_kernels(&config.model) {
+    if config.model.options().places_kernels() {
         spec.importance = task.importance().map(Arc::new);
     }
-    let mut field = Field::new(&config.model, &spec, config.train.seed, &train_device)?;
+    Field::new(&config.model, &spec, config.train.seed, device)
+}
+
+/// Train `field` on `task` (both on the training device, with autodiff) into `run`.
+pub fn train(
+    config: &Config,
+    mut task: Box<dyn Task>,
+    mut field: Field,
+    run: &RunDir,
+    device: &SelectedDevice,
+    options: &TrainOptions,
+) -> Result<TrainOutcome> {
+    let train_device = device.device.clone().autodiff();
     let mut adam = Adam::new(&config.train);
     let mut progress = Progress::default();
     if options.resume {
@@ -56,11 +68,8 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     let params = (field.param_count(), field.trainable_params());
 
     let bar = if options.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template"),
-    );
-    bar.set_prefix(format!("{} {}", task.name(), config.model_name()));
+    bar.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}").expect("valid template"));
+    bar.set_prefix(format!("{} {}", task.kind(), config.model_name()));
     bar.set_position(progress.step);
     bar.enable_steady_tick(Duration::from_millis(500));
 
@@ -73,7 +82,6 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     let steps_at_start = progress.step;
     let seconds_at_start = progress.train_seconds;
     let mut clock = Instant::now();
-    let mut fixed_input: Option<Prepared> = None;
     let mut rate_mark = (progress.step, Instant::now());
     for step in progress.step..total {
         let done = step + 1;
@@ -85,15 +93,8 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
         let read_loss = done % t.log_every == 0 || done == total || checkpoint_due || eval_due || interrupted;
 
         let scale = lr_scale(t, step, total);
-        let batch = task.batch(step, t.seed);
-        let input = match (&fixed_input, batch.fixed) {
-            (Some(prepared), true) => prepared.clone(),
-            _ => field.prepare(batch.coords),
-        };
-        if batch.fixed && fixed_input.is_none() {
-            fixed_input = Some(input.clone());
-        }
-        let loss = task.loss(field.forward_prepared(&input), batch.targets);
+        task.update(&field, step)?;
+        let loss = task.loss(&field, step);
         let loss_value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
         let grads = GradientsParams::from_grads(loss.backward(), &field);
         field = adam.step(field, grads, scale);
@@ -148,7 +149,7 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
     let steps_run = total.saturating_sub(steps_at_start);
     let seconds_run = progress.train_seconds - seconds_at_start;
     let steps_per_second = if seconds_run > 0.0 { steps_run as f64 / seconds_run } else { 0.0 };
-    let mut summary = summary(config, task.name(), device, params, &progress, steps_per_second, &metrics);
+    let mut summary = summary(config, task.kind(), device, params, &progress, steps_per_second, &metrics);
     if let Some(report) = run.read_fresh() {
         summary["fresh_param"] = report["parameter"].clone();
         summary["fresh_choice"] = report["choice"].clone();
@@ -161,11 +162,11 @@ pub fn train(config: &Config, run: &RunDir, device: &SelectedDevice, options: &T
 /// FreSh before training: score each candidate of `config.fresh` by the spectrum of the untrained
 /// field on the task's target, and return the config with the closest written in (and
 /// `fresh.chosen` set, so a run started from that config does not search again).
-pub fn run_fresh(config: &Config, device: &Device, quiet: bool) -> Result<(Config, FreshReport)> {
+pub fn run_fresh(config: &Config, task: &dyn Task, device: &Device, quiet: bool) -> Result<(Config, FreshReport)> {
     let fresh = config.fresh.as_ref().context("the config has no [fresh] table")?;
-    let key = fresh.parameter.trim_start_matches("model.");
-    if !toml::Table::try_from(&config.model)?.contains_key(key) {
-        bail!("fresh.parameter = \"{}\" is not a setting of model.kind = \"{}\"", fresh.parameter, config.model.kind);
+    let key = fresh.model_key();
+    if !config.model.has_key(key) {
+        bail!("fresh.parameter = \"{}\" is not a setting of model.kind = \"{}\"", fresh.parameter, config.model.kind());
     }
     let candidates = fresh
         .candidates
@@ -173,16 +174,17 @@ pub fn run_fresh(config: &Config, device: &Device, quiet: bool) -> Result<(Confi
         .enumerate()
         .map(|(i, value)| config.with_model_value(key, value).with_context(|| format!("fresh.candidates[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    let task = tasks::build(config, device)?;
     let Some((coords, target)) = task.signal() else {
-        bail!("FreSh needs a target sampled on a grid; the {} task has none", task.name());
+        bail!("FreSh needs a target sampled on a grid; the {} task has none", task.kind());
     };
     let mut spec = task.field_spec();
-    if Field::places_kernels(&config.model) {
+    if config.model.options().places_kernels() {
         spec.importance = task.importance().map(Arc::new);
     }
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new((candidates.len() * fresh.inits) as u64) };
-    bar.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} initialisations ETA {eta}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} initialisations ETA {eta}").expect("valid template"),
+    );
     bar.set_prefix(format!("fresh {}", fresh.parameter));
     let report = fresh::search(&fresh.parameter, &target, &fresh.candidates, fresh.bins, fresh.inits, |i, seed| {
         let field = Field::new(&candidates[i].model, &spec, seed, device)?.for_spectrum();

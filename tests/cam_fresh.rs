@@ -17,11 +17,24 @@ fn write_png(path: &std::path::Path, f: impl Fn(f64, f64) -> f64) {
 fn fresh_sigma(target: &std::path::Path) -> (f64, String) {
     let path = format!("task.path={}", target.display());
     let o = run(&[
-        "fresh", "configs/image/ffn_fresh.toml", "--device", "cpu",
-        "--set", &path, "--set", "task.crop=[64,64]",
-        "--set", "model.width=64", "--set", "model.frequencies=64",
-        "--set", "fresh.candidates=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]",
-        "--set", "fresh.inits=4", "--set", "fresh.bins=24",
+        "fresh",
+        "configs/image/ffn_fresh.toml",
+        "--device",
+        "cpu",
+        "--set",
+        &path,
+        "--set",
+        "task.crop=[64,64]",
+        "--set",
+        "model.width=64",
+        "--set",
+        "model.frequencies=64",
+        "--set",
+        "fresh.candidates=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]",
+        "--set",
+        "fresh.inits=4",
+        "--set",
+        "fresh.bins=24",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);

@@ -36,11 +36,8 @@ fn hashgrid_fits_a_small_image_and_writes_the_run_directory() {
     let resolved = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(resolved.contains("log2_table_size = 19") && resolved.contains("steps = 300"), "{resolved}");
     // metrics.jsonl: one JSON object per line, steps increasing, a final eval line.
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.len() >= 6);
     assert_eq!(lines.last().unwrap()["eval"], true);
 
@@ -116,7 +113,8 @@ fn neurbf_fits_a_small_image_and_needs_its_sinusoids() {
     let mut se = 0.0f64;
     for (x, y, p) in target.enumerate_pixels() {
         for c in 0..3 {
-            let mean: f64 = [(0, 0), (1, 0), (0, 1), (1, 1)].iter().map(|(dx, dy)| big.get_pixel(2 * x + dx, 2 * y + dy)[c] as f64).sum::<f64>() / 4.0;
+            let mean: f64 =
+                [(0, 0), (1, 0), (0, 1), (1, 1)].iter().map(|(dx, dy)| big.get_pixel(2 * x + dx, 2 * y + dy)[c] as f64).sum::<f64>() / 4.0;
             se += ((mean - p[c] as f64) / 255.0).powi(2);
         }
     }
@@ -145,8 +143,23 @@ fn gnf_fits_a_small_image() {
 fn a_run_from_a_relative_config_path_can_be_evaluated() {
     let t = tmp();
     let out = t.path().to_str().unwrap();
-    let o = run(&["train", "configs/image/neurbf.toml", "--device", "cpu", "--out", out, "--name", "rel", "--steps", "2",
-        "--quiet", "--set", "task.crop=[64,48]", "--set", "model.kernels=50"]);
+    let o = run(&[
+        "train",
+        "configs/image/neurbf.toml",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--name",
+        "rel",
+        "--steps",
+        "2",
+        "--quiet",
+        "--set",
+        "task.crop=[64,48]",
+        "--set",
+        "model.kernels=50",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = run(&["eval", run_dir(&o).to_str().unwrap(), "--device", "cpu"]);
     assert!(e.status.success(), "{}", stderr(&e));
@@ -255,8 +268,18 @@ fn a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let out = t.path().to_str().unwrap();
     let mut a = small_run("configs/image/hashgrid.toml", out, "nan", "60");
     // A sane start (checkpoint at step 10), then a learning rate that overflows the weights.
-    a.extend(["--set", "train.checkpoint_every=10", "--set", "train.log_every=5", "--set", "train.schedule=\"step\"",
-        "--set", "train.milestones=[12]", "--set", "train.gamma=1e36"]);
+    a.extend([
+        "--set",
+        "train.checkpoint_every=10",
+        "--set",
+        "train.log_every=5",
+        "--set",
+        "train.schedule=\"step\"",
+        "--set",
+        "train.milestones=[12]",
+        "--set",
+        "train.gamma=1e36",
+    ]);
     let o = run(&a);
     assert_clean_error(&o, &["loss became", "last good checkpoint"]);
     let dir = run_dir(&o);

@@ -76,7 +76,8 @@ fn exr_loads_as_linear_float_and_round_trips() {
 fn png_writer_round_trips_8_and_16_bit() {
     let t = tempfile::tempdir().unwrap();
     for (name, format) in [("g16", SampleFormat::U16), ("rgba8", SampleFormat::U8)] {
-        let src = Image::load(&asset(if format == SampleFormat::U16 { "test/coffee-64x48-grey16.png" } else { "test/coffee-64x48-rgba8.png" })).unwrap();
+        let src =
+            Image::load(&asset(if format == SampleFormat::U16 { "test/coffee-64x48-grey16.png" } else { "test/coffee-64x48-rgba8.png" })).unwrap();
         save(&t.path().join(name), 64, 48, src.channels, &src.pixels, format).unwrap();
         let back = Image::load(&t.path().join(name).with_extension("png")).unwrap();
         assert_eq!(back.pixels, src.pixels, "{name}");

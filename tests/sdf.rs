@@ -91,10 +91,14 @@ fn broken_meshes_fail_clearly_and_open_ones_warn() {
         (write("truncated.ply", format!("{header}0 0 0\n1 0 0\n").as_bytes()), "truncated.ply"),
         (write("past.off", b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"), "only 3 vertices"),
         (write("mesh.stl", b"solid x\nendsolid x\n"), "unknown extension"),
+        // Zero area: once a hang (NeuRBF's kernel placement on coinciding points).
+        (write("point.obj", b"v 1 1 1\nv 1 1 1\nv 1 1 1\nf 1 2 3\n"), "zero area"),
+        (write("line.obj", b"v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\nf 3 2 1\n"), "zero area"),
     ];
     for (path, needle) in &cases {
         let set = format!("task.path={}", path.display());
-        let o = run(&["train", "configs/sdf/default.toml", "--device", "cpu", "--out", out.to_str().unwrap(), "--steps", "2", "--quiet", "--set", &set]);
+        let o =
+            run(&["train", "configs/sdf/neurbf.toml", "--device", "cpu", "--out", out.to_str().unwrap(), "--steps", "2", "--quiet", "--set", &set]);
         assert_clean_error(&o, &[needle, path.file_name().unwrap().to_str().unwrap()]);
     }
     assert!(!out.exists(), "a failed start left a run directory");

@@ -43,7 +43,7 @@ fn wgpu_matches_cpu_and_missing_adapter_is_explained() {
 #[test]
 fn hash_grid_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
-    use nfield::fields::grid::HashGrid;
+    use nfield::fields::grid::{GridSize, HashGrid};
     use rand::SeedableRng;
 
     let Some(gpu) = wgpu_device() else { return };
@@ -52,7 +52,7 @@ fn hash_grid_gradient_on_wgpu_matches_cpu() {
     for device in [Device::flex().autodiff(), gpu.device.autodiff()] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         // 16 levels x 4 corners x 3072 points = 196608 table reads, some levels hashed.
-        let grid = HashGrid::new(2, 16, 2, 10, 16, 64, &mut rng, &device);
+        let grid = HashGrid::new(2, GridSize { levels: 16, features: 2, log2_table_size: 10, base: 16, finest: 64 }, &mut rng, &device);
         let x = Tensor::<2>::from_data(TensorData::new(points.clone(), [64 * 48, 2]), &device);
         let features = grid.forward(x);
         // A loss that weights each output differently, so a dropped row shows.
@@ -81,14 +81,15 @@ fn hash_grid_gradient_on_wgpu_matches_cpu() {
 fn neurbf_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
     use nfield::config::Config;
-    use nfield::fields::{Field, Network};
-    use nfield::tasks::image::{image_field_spec, sobel_importance};
+    use nfield::fields::{Encoding, Field, FieldSpec};
 
     let Some(gpu) = wgpu_device() else { return };
-    let mut config = Config::load(&repo().join("configs/image/neurbf.toml"), &["model.kernels=200".into()]).unwrap();
+    let image = asset("test/coffee-64x48-rgb8.png");
+    let sets = ["model.kernels=200".to_string(), format!("task.path={}", image.display()), "task.crop=[64,48]".into()];
+    let mut config = Config::load(&repo().join("configs/image/neurbf.toml"), &sets).unwrap();
     config.resolve();
-    let image = nfield::data::image::Image::load(&asset("test/coffee-64x48-rgb8.png")).unwrap();
-    let spec = nfield::fields::FieldSpec { importance: Some(std::sync::Arc::new(sobel_importance(&image))), ..image_field_spec(&image) };
+    let task = config.task.build(&config, &Device::flex()).unwrap();
+    let spec = FieldSpec { importance: task.importance().map(std::sync::Arc::new), ..task.field_spec() };
     let points = nfield::data::image::Image::pixel_centres(160, 120);
     let mut outputs = Vec::new();
     for device in [Device::flex().autodiff(), gpu.device.autodiff()] {
@@ -100,7 +101,7 @@ fn neurbf_gradient_on_wgpu_matches_cpu() {
             &device,
         );
         let grads = (y.clone() * weights).sum().backward();
-        let Network::NeuRbf(rbf) = &field.network else { unreachable!() };
+        let Encoding::NeuRbf(rbf) = &field.encoding else { unreachable!() };
         let grad = rbf.kernel_features.val().grad(&grads).expect("kernel feature gradient");
         let f: Vec<f32> = y.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         let g: Vec<f32> = grad.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();

@@ -29,6 +29,9 @@ pub struct Image {
     pub source: PathBuf,
 }
 
+/// The most memory an image may decode into (about 350 megapixels of 16-bit RGBA).
+const MAX_DECODED_BYTES: u64 = 4 << 30;
+
 impl Image {
     pub fn load(path: &Path) -> Result<Self> {
         if !path.exists() {
@@ -39,10 +42,12 @@ impl Image {
             .with_guessed_format()
             .with_context(|| format!("cannot read image {}", path.display()))?;
         let mut reader = reader;
-        reader.no_limits();
-        let decoded = reader
-            .decode()
-            .map_err(|e| anyhow::anyhow!("cannot decode image {}: {e}", path.display()))?;
+        // Beyond image's 512 MB default (large photos, EXR), but bounded: a broken header must
+        // not ask for more memory than a machine has.
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_DECODED_BYTES);
+        reader.limits(limits);
+        let decoded = reader.decode().map_err(|e| anyhow::anyhow!("cannot decode image {}: {e}", path.display()))?;
         let (width, height) = (decoded.width() as usize, decoded.height() as usize);
         if width == 0 || height == 0 {
             bail!("image {} is empty", path.display());
@@ -68,12 +73,7 @@ impl Image {
     /// The centred `width x height` window (offsets rounded down, as the PyTorch peers do).
     pub fn center_crop(&self, width: usize, height: usize) -> Result<Self> {
         if width > self.width || height > self.height {
-            bail!(
-                "task.crop = [{width}, {height}] is larger than image {} ({}x{})",
-                self.source.display(),
-                self.width,
-                self.height
-            );
+            bail!("task.crop = [{width}, {height}] is larger than image {} ({}x{})", self.source.display(), self.width, self.height);
         }
         let (left, top) = ((self.width - width) / 2, (self.height - height) / 2);
         let c = self.channels;
@@ -131,11 +131,8 @@ pub fn save(path_stem: &Path, width: usize, height: usize, channels: usize, pixe
     if format == SampleFormat::F32 {
         let exr = path_stem.with_extension("exr");
         let buffer: ImageBuffer<image::Rgb<f32>, Vec<f32>> =
-            ImageBuffer::from_raw(width as u32, height as u32, expand_to_rgb(pixels, channels))
-                .context("pixel buffer has the wrong size")?;
-        DynamicImage::ImageRgb32F(buffer)
-            .save_with_format(&exr, ImageFormat::OpenExr)
-            .with_context(|| format!("cannot write {}", exr.display()))?;
+            ImageBuffer::from_raw(width as u32, height as u32, expand_to_rgb(pixels, channels)).context("pixel buffer has the wrong size")?;
+        DynamicImage::ImageRgb32F(buffer).save_with_format(&exr, ImageFormat::OpenExr).with_context(|| format!("cannot write {}", exr.display()))?;
         written.push(exr);
         // A viewable preview: linear values clipped to [0, 1] and sRGB-encoded.
         let preview: Vec<f32> = pixels.iter().map(|&v| linear_to_srgb(v.clamp(0.0, 1.0))).collect();

@@ -52,7 +52,24 @@ impl Mesh {
         if let Some((f, t)) = self.triangles.iter().enumerate().find(|(_, t)| t.iter().any(|&i| i >= n)) {
             bail!("face {f} uses vertex {} but there are only {n} vertices", t.iter().max().copied().unwrap_or(0));
         }
+        if self.area() == 0.0 {
+            bail!("every one of its {} faces has zero area (their corners coincide or lie on a line); an SDF needs a surface", self.triangles.len());
+        }
         Ok(())
+    }
+
+    /// Total surface area, in f64 so that tiny meshes do not round to zero.
+    pub fn area(&self) -> f64 {
+        let v = |i: u32| self.vertices[i as usize].map(f64::from);
+        self.triangles
+            .iter()
+            .map(|t| {
+                let (a, b, c) = (v(t[0]), v(t[1]), v(t[2]));
+                let (e, f) = ([0, 1, 2].map(|k| b[k] - a[k]), [0, 1, 2].map(|k| c[k] - a[k]));
+                let n = [e[1] * f[2] - e[2] * f[1], e[2] * f[0] - e[0] * f[2], e[0] * f[1] - e[1] * f[0]];
+                0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt()
+            })
+            .sum()
     }
 
     /// Centre the bounding box on the origin and scale so the farthest vertex sits at `radius`.
@@ -66,11 +83,7 @@ impl Mesh {
             }
         }
         let centre = [0, 1, 2].map(|a| 0.5 * (lo[a] + hi[a]));
-        let farthest = self
-            .vertices
-            .iter()
-            .map(|v| (0..3).map(|a| (v[a] - centre[a]).powi(2)).sum::<f32>().sqrt())
-            .fold(0.0f32, f32::max);
+        let farthest = self.vertices.iter().map(|v| (0..3).map(|a| (v[a] - centre[a]).powi(2)).sum::<f32>().sqrt()).fold(0.0f32, f32::max);
         let scale = if farthest > 0.0 { radius / farthest } else { 1.0 };
         let vertices = self.vertices.iter().map(|v| [0, 1, 2].map(|a| (v[a] - centre[a]) * scale)).collect();
         (Mesh { vertices, triangles: self.triangles.clone() }, Normalisation { centre, scale })
@@ -79,7 +92,10 @@ impl Mesh {
     /// The mesh as a binary little-endian PLY (what MeshLab and Blender open), with per-vertex
     /// normals when given.
     pub fn to_ply(&self, normals: Option<&[[f32; 3]]>) -> Vec<u8> {
-        let mut header = format!("ply\nformat binary_little_endian 1.0\ncomment written by nfield\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n", self.vertices.len());
+        let mut header = format!(
+            "ply\nformat binary_little_endian 1.0\ncomment written by nfield\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\n",
+            self.vertices.len()
+        );
         if normals.is_some() {
             header += "property float nx\nproperty float ny\nproperty float nz\n";
         }
@@ -107,15 +123,22 @@ impl Mesh {
         let corners = |t: &[u32; 3]| t.map(|i| self.vertices[i as usize]);
         let edge = |a: [f32; 3], b: [f32; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
         let cross = |a: [f32; 3], b: [f32; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-        let face_normals: Vec<[f32; 3]> = self.triangles.iter().map(|t| {
-            let [a, b, c] = corners(t);
-            cross(edge(a, b), edge(a, c))
-        }).collect();
+        let face_normals: Vec<[f32; 3]> = self
+            .triangles
+            .iter()
+            .map(|t| {
+                let [a, b, c] = corners(t);
+                cross(edge(a, b), edge(a, c))
+            })
+            .collect();
         let mut total = 0.0f64;
-        let cumulative: Vec<f64> = face_normals.iter().map(|n| {
-            total += 0.5 * (n[0] as f64).hypot(n[1] as f64).hypot(n[2] as f64);
-            total
-        }).collect();
+        let cumulative: Vec<f64> = face_normals
+            .iter()
+            .map(|n| {
+                total += 0.5 * (n[0] as f64).hypot(n[1] as f64).hypot(n[2] as f64);
+                total
+            })
+            .collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (mut points, mut normals) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
@@ -220,7 +243,8 @@ fn read_ply(path: &Path) -> Result<Mesh> {
 /// lines become `property uchar ambient_red`; other lines stay as they are.
 fn standard_header_line(line: &str) -> String {
     const TYPES: &[&str] = &[
-        "char", "uchar", "short", "ushort", "int", "uint", "float", "double", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64",
+        "char", "uchar", "short", "ushort", "int", "uint", "float", "double", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float32",
+        "float64",
     ];
     let line = line.split('{').next().unwrap_or("").trim_end();
     match line.split_whitespace().collect::<Vec<_>>()[..] {

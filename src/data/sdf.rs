@@ -203,11 +203,7 @@ fn build(triangles: &[[V3; 3]], centroids: &[V3], order: &mut [usize], start: us
         area_sum += area;
     }
     let centre = if area_sum > 0.0 { scale(weighted, 1.0 / area_sum) } else { scale(add(lo, hi), 0.5) };
-    let radius = order[start..end]
-        .iter()
-        .flat_map(|&t| triangles[t])
-        .map(|v| norm(sub(v, centre)))
-        .fold(0.0f32, f32::max);
+    let radius = order[start..end].iter().flat_map(|&t| triangles[t]).map(|v| norm(sub(v, centre))).fold(0.0f32, f32::max);
     let index = nodes.len();
     nodes.push(Node { lo, hi, start, count: end - start, children: [0, 0], dipole, centre, radius });
     if end - start <= LEAF {
@@ -372,13 +368,41 @@ mod tests {
     fn icosphere(levels: usize, radius: f32) -> Mesh {
         let t = (1.0 + 5f32.sqrt()) / 2.0;
         let mut vertices: Vec<V3> = [
-            [-1.0, t, 0.0], [1.0, t, 0.0], [-1.0, -t, 0.0], [1.0, -t, 0.0], [0.0, -1.0, t], [0.0, 1.0, t],
-            [0.0, -1.0, -t], [0.0, 1.0, -t], [t, 0.0, -1.0], [t, 0.0, 1.0], [-t, 0.0, -1.0], [-t, 0.0, 1.0],
+            [-1.0, t, 0.0],
+            [1.0, t, 0.0],
+            [-1.0, -t, 0.0],
+            [1.0, -t, 0.0],
+            [0.0, -1.0, t],
+            [0.0, 1.0, t],
+            [0.0, -1.0, -t],
+            [0.0, 1.0, -t],
+            [t, 0.0, -1.0],
+            [t, 0.0, 1.0],
+            [-t, 0.0, -1.0],
+            [-t, 0.0, 1.0],
         ]
         .to_vec();
         let mut triangles: Vec<[u32; 3]> = vec![
-            [0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
-            [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1],
+            [0, 11, 5],
+            [0, 5, 1],
+            [0, 1, 7],
+            [0, 7, 10],
+            [0, 10, 11],
+            [1, 5, 9],
+            [5, 11, 4],
+            [11, 10, 2],
+            [10, 7, 6],
+            [7, 1, 8],
+            [3, 9, 4],
+            [3, 4, 2],
+            [3, 2, 6],
+            [3, 6, 8],
+            [3, 8, 9],
+            [4, 9, 5],
+            [2, 4, 11],
+            [6, 2, 10],
+            [8, 6, 7],
+            [9, 8, 1],
         ];
         for _ in 0..levels {
             let mut midpoints = std::collections::HashMap::new();
@@ -403,9 +427,8 @@ mod tests {
     /// The box `[-h, h]` as 12 outward-facing triangles.
     fn cube(h: V3) -> Mesh {
         let vertices = (0..8).map(|i| [0, 1, 2].map(|a| if (i >> a) & 1 == 1 { h[a] } else { -h[a] })).collect();
-        let triangles = vec![
-            [0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4], [2, 6, 7], [2, 7, 3], [0, 4, 6], [0, 6, 2], [1, 3, 7], [1, 7, 5],
-        ];
+        let triangles =
+            vec![[0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4], [2, 6, 7], [2, 7, 3], [0, 4, 6], [0, 6, 2], [1, 3, 7], [1, 7, 5]];
         Mesh { vertices, triangles }
     }
 

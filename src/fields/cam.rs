@@ -9,6 +9,7 @@
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
+use serde::{Deserialize, Serialize};
 
 use crate::kernels::gather_sum::weighted_gather;
 
@@ -16,7 +17,8 @@ use crate::kernels::gather_sum::weighted_gather;
 const NORM_EPS: f64 = 1e-5;
 
 /// Which statistics normalise a hidden layer before it is modulated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CamNorm {
     /// Each point over its own features (images).
     Point,
@@ -25,16 +27,57 @@ pub enum CamNorm {
     None,
 }
 
-impl CamNorm {
-    pub const NAMES: &[&str] = &["point", "ray", "none"];
+/// `[model.cam]`: scale and shift grids on the decoder's hidden layers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CamConfig {
+    /// Grid cells per axis of the modulation coordinate (the pixel for images).
+    pub grid: Vec<usize>,
+    /// Hidden layers to modulate, 0-based; empty modulates every hidden layer.
+    pub layers: Vec<usize>,
+    /// `point` (each point's features) | `ray` (each ray's samples and features) | `none`.
+    pub norm: CamNorm,
+    /// 3-D coordinates: three summed planes instead of a volume.
+    pub factored: bool,
+}
 
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "point" => Self::Point,
-            "ray" => Self::Ray,
-            "none" => Self::None,
-            other => bail!("unknown CAM normalisation \"{other}\" (point, ray or none)"),
-        })
+impl Default for CamConfig {
+    fn default() -> Self {
+        Self { grid: vec![32, 32], layers: vec![], norm: CamNorm::Point, factored: false }
+    }
+}
+
+impl CamConfig {
+    /// Checks of the table alone; `rays`: whether the task's points come in rays.
+    pub fn validate(&self, source: &str, rays: bool) -> Result<()> {
+        if self.grid.is_empty() || self.grid.len() > 3 || self.grid.iter().any(|&r| r < 2) {
+            bail!("{source}: model.cam.grid must list 1 to 3 axes of at least 2 cells, e.g. [32, 32]");
+        }
+        if self.factored && self.grid.len() != 3 {
+            bail!("{source}: model.cam.factored needs a 3-axis model.cam.grid");
+        }
+        if self.norm == CamNorm::Ray && !rays {
+            bail!("{source}: model.cam.norm = \"ray\" needs a task with rays; images and SDFs use \"point\"");
+        }
+        Ok(())
+    }
+
+    /// Checks against the decoder (`hidden` layers) and the modulation coordinate the task gives
+    /// (`axes`, described by `what`).
+    pub fn check_fits(&self, hidden: usize, axes: usize, what: &str) -> Result<()> {
+        if let Some(bad) = self.layers.iter().find(|&&l| l >= hidden) {
+            bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
+        }
+        if self.grid.len() != axes {
+            bail!("model.cam.grid has {} axes, but {what}", self.grid.len());
+        }
+        Ok(())
+    }
+
+    /// The modulation grids for a decoder of `hidden` layers.
+    pub fn build(&self, hidden: usize, device: &Device) -> Result<Cam> {
+        let layers: Vec<usize> = if self.layers.is_empty() { (0..hidden).collect() } else { self.layers.clone() };
+        Cam::new(self.grid.clone(), layers, self.factored, self.norm, device)
     }
 }
 
@@ -272,7 +315,12 @@ mod tests {
                     offset += stride;
                 }
                 for k in 0..2 {
-                    assert!((got[i * 2 + k] - want[k]).abs() < 1e-5, "{dims}-D factored={factored} point {point:?}: {} vs {}", got[i * 2 + k], want[k]);
+                    assert!(
+                        (got[i * 2 + k] - want[k]).abs() < 1e-5,
+                        "{dims}-D factored={factored} point {point:?}: {} vs {}",
+                        got[i * 2 + k],
+                        want[k]
+                    );
                 }
             }
         }

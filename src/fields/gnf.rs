@@ -15,22 +15,43 @@ use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 
-use super::FieldSpec;
-use super::grid::{GridLookup, HashGrid};
+use super::grid::{GridLookup, GridSize, HashGrid, validate_grid};
 use super::mlp::{Linear, uniform_tensor};
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use crate::config::at_least_one;
 
-#[derive(Debug, Clone)]
-pub struct GnfOptions {
+/// GNF's grid encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GnfEncoder {
+    /// Dense single-level grids of a few channels each (the released image encoder).
+    #[serde(rename = "dif-grid")]
+    DifGrid,
+    /// One multi-level instant-ngp hash grid.
+    #[serde(rename = "hashgrid")]
+    HashGrid,
+}
+
+/// `model.kind = "gnf"`: GNF's released image setup, 64 neurons over a 6-level DiF-Grid (about
+/// 106K parameters in 2-D), each level once over the domain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GnfConfig {
+    /// `sigmoid` | `none` (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_activation: Option<OutputActivation>,
+    /// Gaussian neurons in feature space.
     pub neurons: usize,
-    /// `dif-grid` or `hashgrid`.
-    pub encoder: String,
-    /// DiF-Grid: cells per axis and channels of each level.
+    /// `dif-grid` | `hashgrid`.
+    pub encoder: GnfEncoder,
+    /// DiF-Grid: each level's cells per axis.
     pub grid_resolutions: Vec<usize>,
+    /// DiF-Grid: each level's feature channels.
     pub grid_channels: Vec<usize>,
-    /// DiF-Grid: how many times each level repeats along each axis; empty means once.
+    /// DiF-Grid: how many times each level repeats along each axis (empty: once).
     pub grid_tiles: Vec<f64>,
-    /// Hash-grid encoder.
+    /// Hash-grid encoder: as the hash grid's keys; `finest_resolution = 0` is the target's side.
     pub levels: usize,
     pub features_per_level: usize,
     pub log2_table_size: u32,
@@ -38,27 +59,75 @@ pub struct GnfOptions {
     pub finest_resolution: usize,
 }
 
+impl Default for GnfConfig {
+    fn default() -> Self {
+        Self {
+            output_activation: None,
+            neurons: 64,
+            encoder: GnfEncoder::DifGrid,
+            grid_resolutions: vec![32, 51, 70, 89, 108, 128],
+            grid_channels: vec![4, 4, 4, 2, 2, 2],
+            grid_tiles: vec![],
+            levels: 16,
+            features_per_level: 2,
+            log2_table_size: 19,
+            base_resolution: 16,
+            finest_resolution: 0,
+        }
+    }
+}
+
+impl FieldOptions for GnfConfig {
+    fn validate(&self, source: &str) -> Result<()> {
+        at_least_one(source, &[("model.neurons", self.neurons)])?;
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+    }
+
+    fn learning_rates(&self) -> (f64, f64) {
+        (1e-2, 1e-2)
+    }
+
+    fn resolve(&mut self, _unbounded_outputs: bool) {
+        self.output_activation.get_or_insert(OutputActivation::None);
+    }
+
+    fn output_activation(&self) -> OutputActivation {
+        self.output_activation.unwrap_or(OutputActivation::None)
+    }
+
+    fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
+        let grids = GnfGrids::new(spec, self, rng, device)?;
+        let layer = GaussianLayer::new(grids.output_dim(), self.neurons, spec.d_out, rng, device);
+        Ok((Encoding::Gnf(grids), Decoder::Gaussian(layer)))
+    }
+}
+
+/// GNF's encoding: one dense single-level grid per DiF-Grid level, or one multi-level hash grid.
 #[derive(Module, Debug)]
-pub struct Gnf {
-    /// One dense single-level grid per DiF-Grid level, or one multi-level hash grid.
-    pub encoder: Vec<HashGrid>,
+pub struct GnfGrids {
+    pub grids: Vec<HashGrid>,
+    /// Per grid: how many times it repeats along each axis (0: a hash grid, not tiled).
+    pub tiles: Vec<f64>,
+}
+
+/// One layer of Gaussian neurons in feature space, then a linear output.
+#[derive(Module, Debug)]
+pub struct GaussianLayer {
     /// `mu`: `[neurons, feature width]`.
     pub centres: Param<Tensor<2>>,
     /// `rho`: `[neurons, feature width]`, `beta = exp(rho)`.
     pub log_widths: Param<Tensor<2>>,
     pub output: Linear,
-    /// Per encoder grid: how many times it repeats along each axis (0: a hash grid, not tiled).
-    pub tiles: Vec<f64>,
 }
 
-impl Gnf {
-    pub fn new(spec: &FieldSpec, options: &GnfOptions, rng: &mut StdRng, device: &Device) -> Result<Self> {
+impl GnfGrids {
+    pub fn new(spec: &FieldSpec, options: &GnfConfig, rng: &mut StdRng, device: &Device) -> Result<Self> {
         let d = spec.d_in;
         if !(2..=3).contains(&d) {
             bail!("GNF's grid encoders take 2-D or 3-D coordinates, not {d}-D");
         }
-        let (encoder, tiles): (Vec<HashGrid>, Vec<f64>) = match options.encoder.as_str() {
-            "dif-grid" => {
+        let (grids, tiles) = match options.encoder {
+            GnfEncoder::DifGrid => {
                 let levels = options.grid_resolutions.len();
                 if options.grid_channels.len() != levels || levels == 0 {
                     bail!("model.grid_resolutions and model.grid_channels must be non-empty lists of the same length");
@@ -77,28 +146,35 @@ impl Gnf {
                     .map(|(&res, &channels)| {
                         // A single level whose table holds every vertex (dense).
                         let log2 = (res.pow(d as u32) as f64).log2().ceil() as u32;
-                        HashGrid::new(d, 1, channels, log2.clamp(3, 24), res, res, rng, device)
+                        let size = GridSize { levels: 1, features: channels, log2_table_size: log2.clamp(3, 24), base: res, finest: res };
+                        HashGrid::new(d, size, rng, device)
                     })
                     .collect();
                 (grids, tiles)
             }
-            "hashgrid" => {
+            GnfEncoder::HashGrid => {
                 let finest = if options.finest_resolution == 0 { spec.resolution } else { options.finest_resolution };
-                let grid = HashGrid::new(d, options.levels, options.features_per_level, options.log2_table_size, options.base_resolution, finest, rng, device);
+                let size = GridSize {
+                    levels: options.levels,
+                    features: options.features_per_level,
+                    log2_table_size: options.log2_table_size,
+                    base: options.base_resolution,
+                    finest,
+                };
+                let grid = HashGrid::new(d, size, rng, device);
                 (vec![grid], vec![0.0])
             }
-            other => bail!("model.encoder = \"{other}\" is not one of \"dif-grid\", \"hashgrid\""),
         };
-        let width: usize = encoder.iter().map(HashGrid::output_dim).sum();
-        let centres = uniform_tensor([options.neurons, width], 1e-4, rng, device);
-        let log_widths = Tensor::zeros([options.neurons, width], device);
-        let output = Linear::torch_default(options.neurons, spec.d_out, rng, device);
-        Ok(Self { encoder, centres: Param::from_tensor(centres), log_widths: Param::from_tensor(log_widths), output, tiles })
+        Ok(Self { grids, tiles })
     }
 
-    /// Grid lookups for `x` in `[0, 1]^d`, one per encoder grid.
+    pub fn output_dim(&self) -> usize {
+        self.grids.iter().map(HashGrid::output_dim).sum()
+    }
+
+    /// Grid lookups for `x` in `[0, 1]^d`, one per grid.
     pub fn lookups(&self, x: Tensor<2>) -> Vec<GridLookup> {
-        self.encoder
+        self.grids
             .iter()
             .zip(&self.tiles)
             .map(|(grid, &tiles)| {
@@ -120,13 +196,21 @@ impl Gnf {
             .collect()
     }
 
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.forward_lookups(&self.lookups(x))
+    /// The grids' features, side by side, `[N, output_dim]`.
+    pub fn features(&self, lookups: &[GridLookup]) -> Tensor<2> {
+        Tensor::cat(self.grids.iter().zip(lookups).map(|(g, l)| g.interpolate(l)).collect(), 1)
+    }
+}
+
+impl GaussianLayer {
+    pub fn new(width: usize, neurons: usize, d_out: usize, rng: &mut StdRng, device: &Device) -> Self {
+        let centres = uniform_tensor([neurons, width], 1e-4, rng, device);
+        let log_widths = Tensor::zeros([neurons, width], device);
+        let output = Linear::torch_default(neurons, d_out, rng, device);
+        Self { centres: Param::from_tensor(centres), log_widths: Param::from_tensor(log_widths), output }
     }
 
-    pub fn forward_lookups(&self, lookups: &[GridLookup]) -> Tensor<2> {
-        let features: Vec<Tensor<2>> = self.encoder.iter().zip(lookups).map(|(g, l)| g.interpolate(l)).collect();
-        let f = Tensor::cat(features, 1); // [B, C]
+    pub fn forward(&self, f: Tensor<2>) -> Tensor<2> {
         let beta = self.log_widths.val().exp(); // [N, C]
         let mu = self.centres.val();
         let beta_mu = beta.clone() * mu.clone();
@@ -147,34 +231,22 @@ mod tests {
         let device = Device::flex();
         let mut rng = StdRng::seed_from_u64(2);
         let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2 };
-        let options = GnfOptions {
-            neurons: 5,
-            encoder: "dif-grid".into(),
-            grid_resolutions: vec![4, 6],
-            grid_channels: vec![2, 1],
-            grid_tiles: vec![1.0, 3.0],
-            levels: 0,
-            features_per_level: 0,
-            log2_table_size: 0,
-            base_resolution: 0,
-            finest_resolution: 0,
-        };
-        let mut gnf = Gnf::new(&spec, &options, &mut rng, &device).unwrap();
+        let options =
+            GnfConfig { neurons: 5, grid_resolutions: vec![4, 6], grid_channels: vec![2, 1], grid_tiles: vec![1.0, 3.0], ..Default::default() };
+        let mut grids = GnfGrids::new(&spec, &options, &mut rng, &device).unwrap();
+        let mut layer = GaussianLayer::new(grids.output_dim(), 5, 1, &mut rng, &device);
         // Spread the centres and widths so the test is not trivially exp(0).
-        gnf.centres = Param::from_tensor(uniform_tensor([5, 3], 0.5, &mut rng, &device));
-        gnf.log_widths = Param::from_tensor(uniform_tensor([5, 3], 1.0, &mut rng, &device));
-        gnf.encoder.iter_mut().for_each(|g| g.table = Param::from_tensor(uniform_tensor(g.table.val().dims(), 0.5, &mut rng, &device)));
+        layer.centres = Param::from_tensor(uniform_tensor([5, 3], 0.5, &mut rng, &device));
+        layer.log_widths = Param::from_tensor(uniform_tensor([5, 3], 1.0, &mut rng, &device));
+        grids.grids.iter_mut().for_each(|g| g.table = Param::from_tensor(uniform_tensor(g.table.val().dims(), 0.5, &mut rng, &device)));
         let x = uniform_tensor([7, 2], 0.5, &mut rng, &device) + 0.5;
-        let got: Vec<f32> = gnf.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-
-        let lookups = gnf.lookups(x);
-        let f: Vec<f32> = Tensor::cat(gnf.encoder.iter().zip(&lookups).map(|(g, l)| g.interpolate(l)).collect(), 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let lookups = grids.lookups(x);
+        let features = grids.features(&lookups);
+        let got: Vec<f32> = layer.forward(features.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let f: Vec<f32> = features.into_data().try_to_vec::<f32>().unwrap();
         let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-        let (mu, rho) = (host(gnf.centres.val()), host(gnf.log_widths.val()));
-        let (w, b) = (host(gnf.output.weight.val()), host(gnf.output.bias.val().unsqueeze::<2>()));
+        let (mu, rho) = (host(layer.centres.val()), host(layer.log_widths.val()));
+        let (w, b) = (host(layer.output.weight.val()), host(layer.output.bias.val().unsqueeze::<2>()));
         for p in 0..7 {
             let mut out = b[0] as f64;
             for i in 0..5 {

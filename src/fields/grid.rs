@@ -7,16 +7,114 @@
 //! interpolated. The integer hash runs on the device in i32 without overflow (see `mul_mod`);
 //! on the CPU the lookup is one pass on the host (`lookup_on_host`).
 
+use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
 use rand::rngs::StdRng;
-
-use super::cam::Modulation;
-use super::mlp::{ReluMlp, uniform_tensor};
-use crate::kernels;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cam::CamConfig;
+use super::mlp::{ReluMlp, uniform_tensor};
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use crate::config::at_least_one;
+use crate::kernels;
 
 const PRIMES: [u64; 3] = [1, 2_654_435_761, 805_459_861];
+
+/// `model.kind = "hashgrid"`: instant-ngp's image setup, a 16-level x 2-feature hash grid with
+/// 2^19 entries per level followed by a ReLU MLP of 2 x 64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashGridConfig {
+    /// ReLU layers of the decoder, each `width` wide.
+    pub hidden_layers: usize,
+    pub width: usize,
+    /// `sigmoid` | `none` (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_activation: Option<OutputActivation>,
+    pub levels: usize,
+    pub features_per_level: usize,
+    /// Hash-table entries per level, as a power of two (instant-ngp's `log2_hashmap_size`).
+    pub log2_table_size: u32,
+    pub base_resolution: usize,
+    /// Finest level's resolution; 0 means the target's largest side.
+    pub finest_resolution: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cam: Option<CamConfig>,
+}
+
+impl Default for HashGridConfig {
+    fn default() -> Self {
+        Self {
+            hidden_layers: 2,
+            width: 64,
+            output_activation: None,
+            levels: 16,
+            features_per_level: 2,
+            log2_table_size: 19,
+            base_resolution: 16,
+            finest_resolution: 0,
+            cam: None,
+        }
+    }
+}
+
+impl FieldOptions for HashGridConfig {
+    fn validate(&self, source: &str) -> Result<()> {
+        at_least_one(source, &[("model.hidden_layers", self.hidden_layers), ("model.width", self.width)])?;
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+    }
+
+    fn learning_rates(&self) -> (f64, f64) {
+        (1e-2, 1e-2)
+    }
+
+    fn resolve(&mut self, _unbounded_outputs: bool) {
+        self.output_activation.get_or_insert(OutputActivation::None);
+    }
+
+    fn output_activation(&self) -> OutputActivation {
+        self.output_activation.unwrap_or(OutputActivation::None)
+    }
+
+    fn cam(&self) -> Option<&CamConfig> {
+        self.cam.as_ref()
+    }
+
+    fn hidden_layers(&self) -> usize {
+        self.hidden_layers
+    }
+
+    fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
+        if !(2..=3).contains(&spec.d_in) {
+            bail!("hash grids take 2-D or 3-D coordinates, not {}-D", spec.d_in);
+        }
+        let finest = if self.finest_resolution == 0 { spec.resolution } else { self.finest_resolution };
+        let size = GridSize {
+            levels: self.levels,
+            features: self.features_per_level,
+            log2_table_size: self.log2_table_size,
+            base: self.base_resolution,
+            finest,
+        };
+        let grid = HashGrid::new(spec.d_in, size, rng, device);
+        let mlp = ReluMlp::new(grid.output_dim(), self.width, self.hidden_layers, spec.d_out, rng, device);
+        Ok((Encoding::HashGrid(grid), Decoder::Relu(mlp)))
+    }
+}
+
+/// Checks shared by every config that holds a hash grid.
+pub fn validate_grid(source: &str, levels: usize, features: usize, log2_table_size: u32, base: usize) -> Result<()> {
+    at_least_one(source, &[("model.levels", levels), ("model.features_per_level", features)])?;
+    if !(3..=24).contains(&log2_table_size) {
+        bail!("{source}: model.log2_table_size must be between 3 and 24");
+    }
+    if base < 2 {
+        bail!("{source}: model.base_resolution must be at least 2");
+    }
+    Ok(())
+}
 
 #[derive(Module, Debug)]
 pub struct HashGrid {
@@ -55,18 +153,29 @@ fn layout(dims: usize, resolutions: &[usize], log2_table_size: u32) -> (Vec<usiz
     (offsets, dense, total)
 }
 
+/// How big a hash grid is: `levels` of `features` each, at most `2^log2_table_size` entries per
+/// level, resolutions growing from `base` to `finest`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridSize {
+    pub levels: usize,
+    pub features: usize,
+    pub log2_table_size: u32,
+    pub base: usize,
+    pub finest: usize,
+}
+
 impl HashGrid {
-    pub fn new(dims: usize, levels: usize, features: usize, log2_table_size: u32, base: usize, finest: usize, rng: &mut StdRng, device: &Device) -> Self {
+    pub fn new(dims: usize, size: GridSize, rng: &mut StdRng, device: &Device) -> Self {
         assert!(dims == 2 || dims == 3, "hash grids are 2-D or 3-D");
-        let resolutions = level_resolutions(levels, base, finest);
-        let (offsets, dense, total) = layout(dims, &resolutions, log2_table_size);
+        let resolutions = level_resolutions(size.levels, size.base, size.finest);
+        let (offsets, dense, total) = layout(dims, &resolutions, size.log2_table_size);
         // instant-ngp's initialisation: tiny uniform values.
-        let table = uniform_tensor([total, features], 1e-4, rng, device);
+        let table = uniform_tensor([total, size.features], 1e-4, rng, device);
         Self {
             table: Param::from_tensor(table),
             dims,
-            features,
-            log2_table_size: log2_table_size as usize,
+            features: size.features,
+            log2_table_size: size.log2_table_size as usize,
             resolutions,
             offsets,
             dense,
@@ -74,8 +183,8 @@ impl HashGrid {
     }
 
     /// Table rows a grid of this size has (its parameters are this times the features).
-    pub fn entry_count(dims: usize, levels: usize, log2_table_size: u32, base: usize, finest: usize) -> usize {
-        layout(dims, &level_resolutions(levels, base, finest), log2_table_size).2
+    pub fn entry_count(dims: usize, size: GridSize) -> usize {
+        layout(dims, &level_resolutions(size.levels, size.base, size.finest), size.log2_table_size).2
     }
 
     pub fn output_dim(&self) -> usize {
@@ -91,7 +200,8 @@ impl HashGrid {
     pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
         let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
         let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
-        kernels::gather_sum::weighted_gather(self.table.val(), &lookup.rows, lookup.gather_index.as_ref(), weights).reshape([n, levels * self.features])
+        kernels::gather_sum::weighted_gather(self.table.val(), &lookup.rows, lookup.gather_index.as_ref(), weights)
+            .reshape([n, levels * self.features])
     }
 
     /// Which table rows each point reads, and with what weights. Depends only on the points, so
@@ -129,10 +239,8 @@ impl HashGrid {
         let mut weights = Vec::with_capacity(corner_count);
         let mask = self.dense.iter().map(|&b| b as i32).collect::<Vec<_>>();
         let dense_mask = Tensor::<3, Int>::from_data(TensorData::new(mask, [1, levels, 1]), &device);
-        let offsets = Tensor::<3, Int>::from_data(
-            TensorData::new(self.offsets.iter().map(|&o| o as i32).collect::<Vec<_>>(), [1, levels, 1]),
-            &device,
-        );
+        let offsets =
+            Tensor::<3, Int>::from_data(TensorData::new(self.offsets.iter().map(|&o| o as i32).collect::<Vec<_>>(), [1, levels, 1]), &device);
         for corner in 0..corner_count {
             let mut dense_index: Option<Tensor<3, Int>> = None;
             let mut hash_index: Option<Tensor<3, Int>> = None;
@@ -143,18 +251,27 @@ impl HashGrid {
                 let c = cell.clone().narrow(2, axis, 1) + bit as i32; // [N, L, 1]
                 let f = frac.clone().narrow(2, axis, 1);
                 let w = if bit == 1 { f } else { f.neg() + 1.0 };
-                weight = Some(match weight { Some(acc) => acc * w, None => w });
+                weight = Some(match weight {
+                    Some(acc) => acc * w,
+                    None => w,
+                });
 
                 let stride_t = Tensor::<3, Int>::from_data(TensorData::new(stride.clone(), [1, levels, 1]), &device);
                 let term = c.clone() * stride_t;
-                dense_index = Some(match dense_index { Some(acc) => acc + term, None => term });
+                dense_index = Some(match dense_index {
+                    Some(acc) => acc + term,
+                    None => term,
+                });
                 for (l, s) in stride.iter_mut().enumerate() {
                     // Strides only matter on dense levels, where res^d fits in the table (< 2^24).
                     *s = if self.dense[l] { *s * self.resolutions[l] as i32 } else { 0 };
                 }
 
                 let h = mul_mod(c, prime, self.log2_table_size);
-                hash_index = Some(match hash_index { Some(acc) => acc.bitwise_xor(h), None => h });
+                hash_index = Some(match hash_index {
+                    Some(acc) => acc.bitwise_xor(h),
+                    None => h,
+                });
             }
             let dense_index = dense_index.expect("at least one axis");
             let hash_index = hash_index.expect("at least one axis");
@@ -254,32 +371,8 @@ fn mul_mod(c: Tensor<3, Int>, prime: u64, k: usize) -> Tensor<3, Int> {
     let lo = (p & 0xfff) as i64;
     let hi = (p >> 12) as i64;
     let low_part = c.clone() * lo;
-    let high_part = if k > 12 {
-        (c * hi).bitwise_and_scalar(((1u64 << (k - 12)) - 1) as i64) * 4096
-    } else {
-        low_part.zeros_like()
-    };
+    let high_part = if k > 12 { (c * hi).bitwise_and_scalar(((1u64 << (k - 12)) - 1) as i64) * 4096 } else { low_part.zeros_like() };
     (low_part + high_part).bitwise_and_scalar((modulus - 1) as i64)
-}
-
-/// Hash grid encoding followed by a small ReLU MLP (instant-ngp's image and SDF networks).
-#[derive(Module, Debug)]
-pub struct HashGridField {
-    pub grid: HashGrid,
-    pub mlp: ReluMlp,
-}
-
-impl HashGridField {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(d_in: usize, d_out: usize, levels: usize, features: usize, log2_table_size: u32, base: usize, finest: usize, width: usize, hidden_layers: usize, rng: &mut StdRng, device: &Device) -> Self {
-        let grid = HashGrid::new(d_in, levels, features, log2_table_size, base, finest, rng, device);
-        let mlp = ReluMlp::new(grid.output_dim(), width, hidden_layers, d_out, rng, device);
-        Self { grid, mlp }
-    }
-
-    pub fn forward_lookup(&self, lookup: &GridLookup, modulation: Option<&Modulation>) -> Tensor<2> {
-        self.mlp.forward(self.grid.interpolate(lookup), modulation)
-    }
 }
 
 #[cfg(test)]
@@ -308,7 +401,7 @@ mod tests {
     fn dense_level_interpolates_bilinearly() {
         let device = Device::flex();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
-        let grid = HashGrid::new(2, 1, 1, 12, 5, 5, &mut rng, &device);
+        let grid = HashGrid::new(2, GridSize { levels: 1, features: 1, log2_table_size: 12, base: 5, finest: 5 }, &mut rng, &device);
         let table: Vec<f32> = grid.table.val().into_data().try_to_vec::<f32>().unwrap();
         let points = [[0.0f32, 0.0], [1.0, 1.0], [0.3, 0.7], [0.99, 0.01], [0.5, 0.25]];
         let x = Tensor::<2>::from_data(TensorData::new(points.concat(), [points.len(), 2]), &device);
@@ -318,8 +411,10 @@ mod tests {
             let (cx, cy) = (px.floor().min(3.0), py.floor().min(3.0));
             let (fx, fy) = (px - cx, py - cy);
             let at = |x: f32, y: f32| table[(x as usize) + 5 * (y as usize)];
-            let want = at(cx, cy) * (1.0 - fx) * (1.0 - fy) + at(cx + 1.0, cy) * fx * (1.0 - fy)
-                + at(cx, cy + 1.0) * (1.0 - fx) * fy + at(cx + 1.0, cy + 1.0) * fx * fy;
+            let want = at(cx, cy) * (1.0 - fx) * (1.0 - fy)
+                + at(cx + 1.0, cy) * fx * (1.0 - fy)
+                + at(cx, cy + 1.0) * (1.0 - fx) * fy
+                + at(cx + 1.0, cy + 1.0) * fx * fy;
             assert!((g - want).abs() < 1e-6, "{p:?}: {g} vs {want}");
         }
     }
@@ -337,7 +432,7 @@ mod tests {
         for dims in [2usize, 3] {
             // Resolutions 2, 6, 15, 40, ... 2048 over 2^10 entries per level: the coarsest
             // levels are dense, the rest hashed.
-            let grid = HashGrid::new(dims, 8, 2, 10, 2, 2048, &mut rng, &device);
+            let grid = HashGrid::new(dims, GridSize { levels: 8, features: 2, log2_table_size: 10, base: 2, finest: 2048 }, &mut rng, &device);
             assert!(grid.dense.iter().any(|&b| b) && grid.dense.iter().any(|&b| !b));
             let mut points: Vec<f32> = vec![0.0; dims];
             points.extend(vec![1.0; dims]);
@@ -358,7 +453,7 @@ mod tests {
     fn tracked_points_get_gradients_through_the_lookup() {
         let device = Device::flex().autodiff();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(4);
-        let grid = HashGrid::new(3, 4, 2, 12, 4, 64, &mut rng, &device);
+        let grid = HashGrid::new(3, GridSize { levels: 4, features: 2, log2_table_size: 12, base: 4, finest: 64 }, &mut rng, &device);
         let x = Tensor::<2>::from_data(TensorData::new(vec![0.31f32, 0.52, 0.77, 0.12, 0.9, 0.43], [2, 3]), &device).require_grad();
         let grads = grid.forward(x.clone()).sum().backward();
         let g = host_values(x.grad(&grads).expect("a gradient for the points"));

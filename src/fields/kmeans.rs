@@ -27,15 +27,10 @@ pub fn weighted_kmeans(points: &[f32], weights: &[f64], dims: usize, clusters: u
         bail!("cannot place {clusters} kernels: the target has {candidates} points with non-zero weight");
     }
     // Weighted sampling without replacement (Efraimidis-Spirakis): the largest u^(1/w) win.
-    let mut keys: Vec<(f64, usize)> = weights
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| **w > 0.0)
-        .map(|(i, &w)| (rng.random::<f64>().max(f64::MIN_POSITIVE).ln() / w, i))
-        .collect();
+    let mut keys: Vec<(f64, usize)> =
+        weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, &w)| (rng.random::<f64>().max(f64::MIN_POSITIVE).ln() / w, i)).collect();
     keys.select_nth_unstable_by(clusters - 1, |a, b| b.0.total_cmp(&a.0));
-    let mut centres: Vec<f64> =
-        keys[..clusters].iter().flat_map(|&(_, i)| points[i * dims..(i + 1) * dims].iter().map(|&v| v as f64)).collect();
+    let mut centres: Vec<f64> = keys[..clusters].iter().flat_map(|&(_, i)| points[i * dims..(i + 1) * dims].iter().map(|&v| v as f64)).collect();
 
     for _ in 0..iterations {
         let labels = assign(points, dims, &centres);
@@ -134,9 +129,15 @@ pub fn invert(m: &[f64], dims: usize) -> Vec<f64> {
         3 => {
             let cof = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0 * 3 + c0] * m[r1 * 3 + c1] - m[r0 * 3 + c1] * m[r1 * 3 + c0];
             let adj = [
-                cof(1, 1, 2, 2), -cof(0, 1, 2, 2), cof(0, 1, 1, 2),
-                -cof(1, 0, 2, 2), cof(0, 0, 2, 2), -cof(0, 0, 1, 2),
-                cof(1, 0, 2, 1), -cof(0, 0, 2, 1), cof(0, 0, 1, 1),
+                cof(1, 1, 2, 2),
+                -cof(0, 1, 2, 2),
+                cof(0, 1, 1, 2),
+                -cof(1, 0, 2, 2),
+                cof(0, 0, 2, 2),
+                -cof(0, 0, 1, 2),
+                cof(1, 0, 2, 1),
+                -cof(0, 0, 2, 1),
+                cof(0, 0, 1, 1),
             ];
             let det = m[0] * adj[0] + m[1] * adj[3] + m[2] * adj[6];
             adj.iter().map(|v| v / det).collect()

@@ -139,8 +139,7 @@ mod tests {
     use rand::{RngExt, SeedableRng, rngs::StdRng};
 
     fn brute_force(points: &[f32], dims: usize, q: &[f32], k: usize) -> Vec<f32> {
-        let mut d: Vec<f32> =
-            points.chunks(dims).map(|p| p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
+        let mut d: Vec<f32> = points.chunks(dims).map(|p| p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
         d.sort_by(f32::total_cmp);
         d.truncate(k);
         d

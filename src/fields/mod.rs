@@ -1,7 +1,23 @@
 //! Neural fields: maps from coordinates `[N, d_in]` in `[0, 1]^d_in` to raw outputs `[N, d_out]`.
 //!
-//! A field is an encoding followed by a decoder. Fields know nothing about tasks: the task says
-//! how many inputs and outputs it needs and what resolution the signal has.
+//! A field is an encoding followed by a decoder, as the papers draw them, optionally with CAM's
+//! modulation of the decoder's hidden layers. Each paper's file holds its options (a typed struct
+//! with the paper's defaults, `model.kind` names it) and its parts:
+//!
+//! | kind       | encoding                          | decoder                          |
+//! |------------|-----------------------------------|----------------------------------|
+//! | `ffn`      | `fourier::FourierFeatures`        | `mlp::ReluMlp`                   |
+//! | `siren`    | the coordinates                   | `siren::SineMlp`                 |
+//! | `hashgrid` | `grid::HashGrid`                  | `mlp::ReluMlp`                   |
+//! | `neurbf`   | `neurbf::RbfEncoding` (+ a grid)  | `neurbf::ResidualSineMlp`        |
+//! | `gnf`      | `gnf::GnfGrids`                   | `gnf::GaussianLayer`             |
+//!
+//! Any decoder reads any encoding's `[N, features]`, so other compositions (a radiance field's
+//! heads over any of these encodings) are built from the same parts. Fields know nothing about
+//! tasks: the task says how many inputs and outputs it needs and what resolution the signal has.
+//!
+//! To add a field kind: write its options struct and `FieldOptions` impl beside its code, add
+//! its encoding and decoder variants below if they are new, and list the kind in `ModelConfig`.
 
 pub mod cam;
 pub mod fourier;
@@ -15,12 +31,13 @@ pub mod siren;
 
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, activation::sigmoid};
 use rand::{SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
+use crate::config::{field_names, kind_table, kind_to_table, take_kind};
 
 /// What a task tells a field about itself.
 #[derive(Debug, Clone)]
@@ -39,32 +56,204 @@ pub struct FieldSpec {
     pub cam_dims: usize,
 }
 
-/// Coordinates plus whatever a field derives from them alone.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    pub x: Tensor<2>,
-    /// Grid lookups, one per grid the field reads.
-    pub grids: Vec<grid::GridLookup>,
-    /// A fixed (untrained) input encoding.
-    pub encoded: Option<Tensor<2>>,
-    /// NeuRBF's neighbours and basis values.
-    pub rbf: Option<neurbf::RbfBasis>,
-    /// Where each point reads CAM's grids.
-    pub cam: Option<cam::CamLookup>,
+/// What the decoder's raw output goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputActivation {
+    Sigmoid,
+    None,
+}
+
+/// What every field kind's options provide.
+pub trait FieldOptions {
+    /// Check values that parse but make no sense, naming the key.
+    fn validate(&self, source: &str) -> Result<()>;
+    /// The paper's learning rates of the network and of grid-like parameters.
+    fn learning_rates(&self) -> (f64, f64);
+    /// Fill what depends on the task: `unbounded_outputs` for signals such as distances.
+    fn resolve(&mut self, unbounded_outputs: bool);
+    fn output_activation(&self) -> OutputActivation;
+    /// CAM on the decoder, for kinds whose decoder is an MLP.
+    fn cam(&self) -> Option<&cam::CamConfig> {
+        None
+    }
+    /// The decoder's hidden layers (what CAM can modulate).
+    fn hidden_layers(&self) -> usize {
+        0
+    }
+    /// Whether the field places kernels from the target (`FieldSpec::importance`).
+    fn places_kernels(&self) -> bool {
+        false
+    }
+    /// The encoding and decoder, initialised from `rng`.
+    fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)>;
+}
+
+/// `[model]`: one field kind's options, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    Ffn(fourier::FfnConfig),
+    Siren(siren::SirenConfig),
+    HashGrid(grid::HashGridConfig),
+    NeuRbf(neurbf::NeuRbfConfig),
+    Gnf(gnf::GnfConfig),
+}
+
+impl ModelConfig {
+    pub const KINDS: &[&str] = &["ffn", "siren", "hashgrid", "neurbf", "gnf"];
+
+    /// The `[model]` table as its kind's options; keys of other kinds are dropped with a note.
+    pub fn from_table(mut table: toml::Table, source: &str, notes: &mut Vec<String>) -> Result<Self> {
+        let kind = take_kind(&mut table, "model", Self::KINDS, source)?;
+        let all = [
+            field_names::<fourier::FfnConfig>(),
+            field_names::<siren::SirenConfig>(),
+            field_names::<grid::HashGridConfig>(),
+            field_names::<neurbf::NeuRbfConfig>(),
+            field_names::<gnf::GnfConfig>(),
+        ];
+        Ok(match kind {
+            "ffn" => Self::Ffn(kind_table(table, "model", kind, &all, &[], source, notes)?),
+            "siren" => Self::Siren(kind_table(table, "model", kind, &all, &[], source, notes)?),
+            "hashgrid" => Self::HashGrid(kind_table(table, "model", kind, &all, &[], source, notes)?),
+            "neurbf" => Self::NeuRbf(kind_table(table, "model", kind, &all, &[], source, notes)?),
+            _ => Self::Gnf(kind_table(table, "model", kind, &all, &[], source, notes)?),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ffn(_) => "ffn",
+            Self::Siren(_) => "siren",
+            Self::HashGrid(_) => "hashgrid",
+            Self::NeuRbf(_) => "neurbf",
+            Self::Gnf(_) => "gnf",
+        }
+    }
+
+    pub fn options(&self) -> &dyn FieldOptions {
+        match self {
+            Self::Ffn(c) => c,
+            Self::Siren(c) => c,
+            Self::HashGrid(c) => c,
+            Self::NeuRbf(c) => c,
+            Self::Gnf(c) => c,
+        }
+    }
+
+    pub fn to_table(&self) -> toml::Table {
+        match self {
+            Self::Ffn(c) => kind_to_table(self.kind(), c),
+            Self::Siren(c) => kind_to_table(self.kind(), c),
+            Self::HashGrid(c) => kind_to_table(self.kind(), c),
+            Self::NeuRbf(c) => kind_to_table(self.kind(), c),
+            Self::Gnf(c) => kind_to_table(self.kind(), c),
+        }
+    }
+
+    pub fn resolve(&mut self, unbounded_outputs: bool) {
+        match self {
+            Self::Ffn(c) => c.resolve(unbounded_outputs),
+            Self::Siren(c) => c.resolve(unbounded_outputs),
+            Self::HashGrid(c) => c.resolve(unbounded_outputs),
+            Self::NeuRbf(c) => c.resolve(unbounded_outputs),
+            Self::Gnf(c) => c.resolve(unbounded_outputs),
+        }
+    }
+
+    /// Whether `key` is one of this kind's settings (FreSh sets one).
+    pub fn has_key(&self, key: &str) -> bool {
+        self.to_table().contains_key(key)
+    }
+}
+
+/// SIREN's "encoding": the coordinates themselves.
+#[derive(Module, Debug)]
+pub struct Coordinates {
+    pub dims: usize,
+}
+
+// One per field, so the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Encoding {
+    Coordinates(Coordinates),
+    Fourier(fourier::FourierFeatures),
+    HashGrid(grid::HashGrid),
+    NeuRbf(neurbf::RbfEncoding),
+    Gnf(gnf::GnfGrids),
 }
 
 #[derive(Module, Debug)]
-pub enum Network {
-    Fourier(fourier::FourierField),
-    Siren(siren::Siren),
-    HashGrid(grid::HashGridField),
-    NeuRbf(neurbf::NeuRbf),
-    Gnf(gnf::Gnf),
+pub enum Decoder {
+    Relu(mlp::ReluMlp),
+    Sine(siren::SineMlp),
+    ResidualSine(neurbf::ResidualSineMlp),
+    Gaussian(gnf::GaussianLayer),
+}
+
+/// What an encoding derives from the coordinates alone: computed once for points that come
+/// back every step.
+// One per batch, moved and cloned as a whole, so boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Encoded {
+    Coordinates(Tensor<2>),
+    /// A fixed (untrained) encoding's features.
+    Features(Tensor<2>),
+    Grid(grid::GridLookup),
+    /// NeuRBF's grid lookup and its kernels' neighbours and basis values.
+    Rbf(grid::GridLookup, neurbf::RbfBasis),
+    Grids(Vec<grid::GridLookup>),
+}
+
+/// Coordinates prepared for a field: the encoding's part and where each point reads CAM.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub encoded: Encoded,
+    pub cam: Option<cam::CamLookup>,
+}
+
+impl Encoding {
+    pub fn prepare(&self, x: Tensor<2>) -> Encoded {
+        match self {
+            Self::Coordinates(_) => Encoded::Coordinates(x),
+            // The Fourier frequencies are fixed, so the encoding depends only on the points.
+            Self::Fourier(f) => Encoded::Features(f.encode(x)),
+            Self::HashGrid(g) => Encoded::Grid(g.lookup(x)),
+            // Kernels are frozen, so neighbours and basis values are fixed too.
+            Self::NeuRbf(r) => Encoded::Rbf(r.grid_lookup(x.clone()), r.basis(x)),
+            Self::Gnf(g) => Encoded::Grids(g.lookups(x)),
+        }
+    }
+
+    /// `[N, features]` from prepared coordinates (which must come from this encoding).
+    pub fn features(&self, input: &Encoded) -> Tensor<2> {
+        match (self, input) {
+            (Self::HashGrid(g), Encoded::Grid(lookup)) => g.interpolate(lookup),
+            (Self::NeuRbf(r), Encoded::Rbf(lookup, basis)) => r.features(lookup, basis),
+            (Self::Gnf(g), Encoded::Grids(lookups)) => g.features(lookups),
+            (_, Encoded::Coordinates(x) | Encoded::Features(x)) => x.clone(),
+            _ => unreachable!("coordinates prepared by another encoding"),
+        }
+    }
+}
+
+impl Decoder {
+    pub fn forward(&self, features: Tensor<2>, modulation: Option<&cam::Modulation>) -> Tensor<2> {
+        match self {
+            Self::Relu(mlp) => mlp.forward(features, modulation),
+            Self::Sine(mlp) => mlp.forward(features, modulation),
+            Self::ResidualSine(mlp) => mlp.forward(features, modulation),
+            Self::Gaussian(layer) => layer.forward(features),
+        }
+    }
 }
 
 #[derive(Module, Debug)]
 pub struct Field {
-    pub network: Network,
+    pub encoding: Encoding,
+    pub decoder: Decoder,
     /// Coordinate-aware modulation of the decoder's hidden layers.
     pub cam: Option<cam::Cam>,
     pub sigmoid_output: bool,
@@ -80,8 +269,8 @@ pub enum ParamGroup {
 }
 
 impl ParamGroup {
-    /// Decided by the parameter's path in the module tree (`network.HashGrid.grid.table`):
-    /// grid tables and NeuRBF's per-kernel features and feature bias are "grid" parameters.
+    /// Decided by the parameter's path in the module tree (`encoding.HashGrid.table`): grid
+    /// tables and NeuRBF's per-kernel features and feature bias are "grid" parameters.
     pub fn of(path: &str) -> Self {
         if path.split('.').next() == Some("cam") {
             return Self::Cam;
@@ -91,89 +280,58 @@ impl ParamGroup {
     }
 }
 
+/// A parameter path of checkpoints written before fields were split into an encoding and a
+/// decoder (`network.<Kind>.…`), as the current module tree names it; other paths unchanged.
+pub fn current_param_path(path: &str) -> String {
+    const RENAMED: &[(&str, &str)] = &[
+        ("network.Fourier.frequencies", "encoding.Fourier.frequencies"),
+        ("network.Fourier.mlp.", "decoder.Relu."),
+        ("network.Siren.", "decoder.Sine."),
+        ("network.HashGrid.grid.", "encoding.HashGrid."),
+        ("network.HashGrid.mlp.", "decoder.Relu."),
+        ("network.NeuRbf.first.", "decoder.ResidualSine.first."),
+        ("network.NeuRbf.hidden.", "decoder.ResidualSine.hidden."),
+        ("network.NeuRbf.output.", "decoder.ResidualSine.output."),
+        ("network.NeuRbf.", "encoding.NeuRbf."),
+        ("network.Gnf.encoder.", "encoding.Gnf.grids."),
+        ("network.Gnf.", "decoder.Gaussian."),
+    ];
+    for (old, new) in RENAMED {
+        if let Some(rest) = path.strip_prefix(old) {
+            return format!("{new}{rest}");
+        }
+    }
+    path.to_string()
+}
+
 impl Field {
-    /// Build the field a resolved model config describes, initialised from `seed`.
+    /// Build the field a model config describes, initialised from `seed`: the encoding first,
+    /// then the decoder, then CAM's grids.
     pub fn new(config: &ModelConfig, spec: &FieldSpec, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let get = |v: Option<usize>, key: &str| v.ok_or_else(|| anyhow::anyhow!("model.{key} is not set"));
-        // GNF has no MLP: only the other kinds need these.
-        let width = || get(config.width, "width");
-        let hidden = || get(config.hidden_layers, "hidden_layers");
-        let network = match config.kind.as_str() {
-            "ffn" => Network::Fourier(fourier::FourierField::new(
-                spec.d_in,
-                spec.d_out,
-                config.sigma.unwrap_or(10.0),
-                get(config.frequencies, "frequencies")?,
-                width()?,
-                hidden()?,
-                &mut rng,
-                device,
-            )),
-            "siren" => Network::Siren(siren::Siren::new(
-                spec.d_in,
-                spec.d_out,
-                width()?,
-                hidden()?,
-                config.omega0.unwrap_or(30.0),
-                config.hidden_omega.unwrap_or(30.0),
-                &mut rng,
-                device,
-            )),
-            "hashgrid" => {
-                if !(2..=3).contains(&spec.d_in) {
-                    bail!("hash grids take 2-D or 3-D coordinates, not {}-D", spec.d_in);
-                }
-                let finest = match config.finest_resolution {
-                    Some(0) | None => spec.resolution,
-                    Some(r) => r,
-                };
-                Network::HashGrid(grid::HashGridField::new(
-                    spec.d_in,
-                    spec.d_out,
-                    get(config.levels, "levels")?,
-                    get(config.features_per_level, "features_per_level")?,
-                    config.log2_table_size.unwrap_or(19),
-                    config.base_resolution.unwrap_or(16),
-                    finest,
-                    width()?,
-                    hidden()?,
-                    &mut rng,
-                    device,
-                ))
+        let options = config.options();
+        let (encoding, decoder) = options.build(spec, &mut rng, device)?;
+        let cam = match options.cam() {
+            Some(c) => {
+                let what = format!("this task's modulation coordinate has {}", spec.cam_dims);
+                c.check_fits(options.hidden_layers(), spec.cam_dims, &what)?;
+                Some(c.build(options.hidden_layers(), device)?)
             }
-            "neurbf" => Network::NeuRbf(neurbf::NeuRbf::new(
-                spec,
-                &neurbf_options(config, spec)?,
-                spec.importance.as_deref(),
-                &mut rng,
-                device,
-            )?),
-            "gnf" => Network::Gnf(gnf::Gnf::new(spec, &gnf_options(config)?, &mut rng, device)?),
-            other => bail!("model.kind = \"{other}\" is not a field nfield knows"),
-        };
-        let cam = match &config.cam {
-            Some(c) => Some(build_cam(c, config, spec, device)?),
             None => None,
         };
-        let sigmoid_output = config.output_activation.as_deref() == Some("sigmoid");
-        Ok(Self { network, cam, sigmoid_output })
+        let sigmoid_output = options.output_activation() == OutputActivation::Sigmoid;
+        Ok(Self { encoding, decoder, cam, sigmoid_output })
     }
 
     /// The field as FreSh scores it untrained. Hash tables start at ±1e-2 instead of ±1e-4 (as
     /// in FreSh's hash-grid experiments): at instant-ngp's tiny scale the grid hardly shows in
     /// the output, and the spectrum would not depend on the grid's resolution.
     pub fn for_spectrum(mut self) -> Self {
-        if let Network::HashGrid(f) = &mut self.network {
-            let table = f.grid.table.clone();
-            f.grid.table = table.map(|t| t * 100.0);
+        if let Encoding::HashGrid(grid) = &mut self.encoding {
+            let table = grid.table.clone();
+            grid.table = table.map(|t| t * 100.0);
         }
         self
-    }
-
-    /// Whether the field places its kernels from the target (`FieldSpec::importance`).
-    pub fn places_kernels(config: &ModelConfig) -> bool {
-        config.kind == "neurbf"
     }
 
     /// Raw outputs for coordinates in `[0, 1]^d_in`.
@@ -195,20 +353,7 @@ impl Field {
             (Some(c), Some(p)) => Some(c.lookup(p, ray_samples)),
             _ => None,
         };
-        let mut prepared = Prepared { x: x.clone(), grids: Vec::new(), encoded: None, rbf: None, cam };
-        match &self.network {
-            Network::HashGrid(f) => prepared.grids.push(f.grid.lookup(x)),
-            // The Fourier frequencies are fixed, so the encoding depends only on the points.
-            Network::Fourier(f) => prepared.encoded = Some(f.encode(x)),
-            // Kernels are frozen, so neighbours and basis values are fixed too.
-            Network::NeuRbf(f) => {
-                prepared.grids.push(f.grid_lookup(x.clone()));
-                prepared.rbf = Some(f.basis(x));
-            }
-            Network::Gnf(f) => prepared.grids = f.lookups(x),
-            Network::Siren(_) => {}
-        }
-        prepared
+        Prepared { encoded: self.encoding.prepare(x), cam }
     }
 
     pub fn forward_prepared(&self, input: &Prepared) -> Tensor<2> {
@@ -216,25 +361,7 @@ impl Field {
             (Some(c), Some(lookup)) => Some(c.modulation(lookup)),
             _ => None,
         };
-        let m = modulation.as_ref();
-        let y = match &self.network {
-            Network::Fourier(f) => match &input.encoded {
-                Some(encoded) => f.mlp.forward(encoded.clone(), m),
-                None => f.forward(input.x.clone(), m),
-            },
-            Network::Siren(f) => f.forward(input.x.clone(), m),
-            Network::HashGrid(f) => match input.grids.first() {
-                Some(lookup) => f.forward_lookup(lookup, m),
-                None => f.forward_lookup(&f.grid.lookup(input.x.clone()), m),
-            },
-            Network::NeuRbf(f) => match (input.grids.first(), &input.rbf) {
-                (Some(lookup), Some(basis)) => f.forward_basis(lookup, basis, m),
-                _ => f.forward_basis(&f.grid_lookup(input.x.clone()), &f.basis(input.x.clone()), m),
-            },
-            Network::Gnf(f) => {
-                if input.grids.is_empty() { f.forward(input.x.clone()) } else { f.forward_lookups(&input.grids) }
-            }
-        };
+        let y = self.decoder.forward(self.encoding.features(&input.encoded), modulation.as_ref());
         if self.sigmoid_output { sigmoid(y) } else { y }
     }
 
@@ -247,76 +374,38 @@ impl Field {
     /// The parameter count papers report: NeuRBF counts its frozen centres and shapes (its
     /// budget rule does), Fourier features do not count their random frequencies.
     pub fn param_count(&self) -> usize {
-        match &self.network {
-            Network::Fourier(f) => self.num_params() - f.frequencies.val().shape().num_elements(),
+        match &self.encoding {
+            Encoding::Fourier(f) => self.num_params() - f.frequencies.val().shape().num_elements(),
             _ => self.num_params(),
         }
     }
 
     fn frozen_params(&self) -> usize {
-        match &self.network {
-            Network::NeuRbf(f) => f.centres.val().shape().num_elements() + f.shapes.val().shape().num_elements(),
+        match &self.encoding {
+            Encoding::NeuRbf(r) => r.centres.val().shape().num_elements() + r.shapes.val().shape().num_elements(),
             _ => 0,
         }
     }
 }
 
-/// CAM for the decoder a model config describes; for images it is indexed by the pixel.
-fn build_cam(c: &crate::config::CamConfig, config: &ModelConfig, spec: &FieldSpec, device: &Device) -> Result<cam::Cam> {
-    if config.kind == "gnf" {
-        bail!("model.cam: GNF has no MLP decoder to modulate (CAM applies to ffn, siren, hashgrid and neurbf)");
-    }
-    let hidden = config.hidden_layers.unwrap_or(0);
-    let layers: Vec<usize> = if c.layers.is_empty() { (0..hidden).collect() } else { c.layers.clone() };
-    if let Some(&bad) = layers.iter().find(|&&l| l >= hidden) {
-        bail!("model.cam.layers: layer {bad} does not exist; the decoder has hidden layers 0 to {}", hidden.saturating_sub(1));
-    }
-    if c.grid.len() != spec.cam_dims {
-        bail!("model.cam.grid has {} axes but this task's modulation coordinate has {}", c.grid.len(), spec.cam_dims);
-    }
-    cam::Cam::new(c.grid.clone(), layers, c.factored, cam::CamNorm::parse(&c.norm)?, device)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn neurbf_options(config: &ModelConfig, spec: &FieldSpec) -> Result<neurbf::NeuRbfOptions> {
-    let need = |key: &str| anyhow::anyhow!("model.{key} is not set");
-    let finest = match config.finest_resolution {
-        Some(0) | None => (spec.resolution / 2).max(2),
-        Some(r) => r,
-    };
-    Ok(neurbf::NeuRbfOptions {
-        kernel: neurbf::KernelKind::parse(config.kernel.as_deref().ok_or_else(|| need("kernel"))?)?,
-        kernels: config.kernels.unwrap_or(0),
-        params: config.params.unwrap_or(0),
-        neighbours: config.neighbours.ok_or_else(|| need("neighbours"))?,
-        rbf_features: config.rbf_features.ok_or_else(|| need("rbf_features"))?,
-        rbf_frequencies: config.rbf_frequencies.ok_or_else(|| need("rbf_frequencies"))?,
-        decoder_frequencies: config.decoder_frequencies.ok_or_else(|| need("decoder_frequencies"))?,
-        rbf_sinusoids: config.rbf_sinusoids.unwrap_or(true),
-        decoder_sinusoids: config.decoder_sinusoids.unwrap_or(true),
-        normalize: config.normalize.unwrap_or(true),
-        kmeans_iterations: config.kmeans_iterations.unwrap_or(10),
-        covariance_alpha: config.covariance_alpha.unwrap_or(0.5),
-        grid_levels: config.levels.ok_or_else(|| need("levels"))?,
-        grid_features: config.features_per_level.ok_or_else(|| need("features_per_level"))?,
-        grid_log2_table_size: config.log2_table_size.unwrap_or(24),
-        grid_base: config.base_resolution.unwrap_or(16),
-        grid_finest: finest,
-        width: config.width.ok_or_else(|| need("width"))?,
-        hidden_layers: config.hidden_layers.ok_or_else(|| need("hidden_layers"))?,
-    })
-}
-
-fn gnf_options(config: &ModelConfig) -> Result<gnf::GnfOptions> {
-    Ok(gnf::GnfOptions {
-        neurons: config.neurons.ok_or_else(|| anyhow::anyhow!("model.neurons is not set"))?,
-        encoder: config.encoder.clone().unwrap_or_else(|| "dif-grid".into()),
-        grid_resolutions: config.grid_resolutions.clone().unwrap_or_default(),
-        grid_channels: config.grid_channels.clone().unwrap_or_default(),
-        grid_tiles: config.grid_tiles.clone().unwrap_or_default(),
-        levels: config.levels.unwrap_or(16),
-        features_per_level: config.features_per_level.unwrap_or(2),
-        log2_table_size: config.log2_table_size.unwrap_or(19),
-        base_resolution: config.base_resolution.unwrap_or(16),
-        finest_resolution: config.finest_resolution.unwrap_or(0),
-    })
+    #[test]
+    fn old_parameter_paths_map_onto_encoding_and_decoder() {
+        for (old, new) in [
+            ("network.Fourier.frequencies", "encoding.Fourier.frequencies"),
+            ("network.Fourier.mlp.hidden.2.weight", "decoder.Relu.hidden.2.weight"),
+            ("network.HashGrid.grid.table", "encoding.HashGrid.table"),
+            ("network.NeuRbf.grid.table", "encoding.NeuRbf.grid.table"),
+            ("network.NeuRbf.hidden.0.bias", "decoder.ResidualSine.hidden.0.bias"),
+            ("network.Gnf.encoder.3.table", "encoding.Gnf.grids.3.table"),
+            ("network.Gnf.log_widths", "decoder.Gaussian.log_widths"),
+            ("cam.grids", "cam.grids"),
+        ] {
+            assert_eq!(current_param_path(old), new);
+            assert_eq!(ParamGroup::of(old), ParamGroup::of(new), "{old} keeps its optimiser group");
+        }
+    }
 }

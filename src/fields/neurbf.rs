@@ -13,40 +13,34 @@ use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
 use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 
-use super::FieldSpec;
-use super::cam::{Modulation, modulate};
-use super::grid::{GridLookup, HashGrid};
+use super::cam::{CamConfig, Modulation, modulate};
+use super::grid::{GridLookup, GridSize, HashGrid, validate_grid};
 use super::kmeans::{self, WeightedPoints};
 use super::knn::KdTree;
 use super::mlp::{Linear, uniform_tensor};
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use crate::config::{at_least_one, positive};
 use crate::kernels;
 
 /// The radial function of each kernel, `r = x - c`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KernelKind {
     /// Anisotropic inverse quadric `1 / (1 + r^T S r)`, `S` the inverse widened covariance
     /// (images, radiance fields).
+    #[serde(rename = "ivq")]
     InverseQuadric,
     /// Anisotropic Gaussian `exp(-r^T S r / 2)`.
+    #[serde(rename = "gauss")]
     Gaussian,
     /// Isotropic tent `prod_d clamp(1 - |r_d| s, 0, 1)` (SDFs): trilinear interpolation's
     /// weights when kernels sit on a grid.
+    #[serde(rename = "tent")]
     Tent,
 }
 
 impl KernelKind {
-    pub const NAMES: &'static [&'static str] = &["ivq", "gauss", "tent"];
-
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "ivq" => Self::InverseQuadric,
-            "gauss" => Self::Gaussian,
-            "tent" => Self::Tent,
-            other => bail!("unknown RBF kernel \"{other}\" (expected one of {:?})", Self::NAMES),
-        })
-    }
-
     /// Shape parameters per kernel: the upper triangle of `S`, or one inverse width.
     pub fn shape_params(self, dims: usize) -> usize {
         match self {
@@ -56,89 +50,142 @@ impl KernelKind {
     }
 }
 
-/// Everything that sizes and initialises a NeuRBF field (a resolved model config).
-#[derive(Debug, Clone)]
-pub struct NeuRbfOptions {
+/// `model.kind = "neurbf"`: NeuRBF's image setup (DIV2K script): ivq kernels, k = 4, 32 channels
+/// from 2^-3 to 2^12, a 2-level x 2-feature grid, a 64-wide decoder with a residual sine over
+/// [1, 1000], 72K parameters in all.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NeuRbfConfig {
+    /// The residual-sine layer plus `hidden_layers - 1` ReLU layers, each `width` wide.
+    pub hidden_layers: usize,
+    pub width: usize,
+    /// `sigmoid` | `none` (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_activation: Option<OutputActivation>,
+    /// Radial function: `ivq` (inverse quadric) | `gauss` | `tent`.
     pub kernel: KernelKind,
     /// Kernel count; 0 derives it from `params`.
     pub kernels: usize,
-    /// Total parameter budget, frozen centres and shapes included (the paper's rule).
+    /// Parameter budget (frozen kernel centres and shapes included) that sets the kernel count.
     pub params: usize,
+    /// Nearest kernels each point uses.
     pub neighbours: usize,
-    /// RBF feature channels, one sinusoid frequency each.
+    /// RBF feature channels (one sinusoid frequency each).
     pub rbf_features: usize,
-    /// Lowest and highest sinusoid frequency, log-spaced over the channels.
+    /// `[lowest, highest]` sinusoid frequency of the RBF channels, log-spaced.
     pub rbf_frequencies: [f64; 2],
-    /// The same for the decoder's residual sine, over its `width` channels.
+    /// `[lowest, highest]` frequency of the decoder's residual sine, log-spaced over `width`.
     pub decoder_frequencies: [f64; 2],
-    /// `false` uses the normalised kernel values themselves (the paper's "no MSC" ablation).
+    /// `false`: the RBF channels use the kernel values without sinusoids (the "no MSC" ablation).
     pub rbf_sinusoids: bool,
+    /// `false`: no residual sine after the decoder's first layer (ablation).
     pub decoder_sinusoids: bool,
-    /// Divide by the (detached) sum over the neighbours.
+    /// Divide kernel values by their (detached) sum over the neighbours.
     pub normalize: bool,
     pub kmeans_iterations: usize,
-    /// Covariances are divided by this so kernels overlap (0.5 for images and SDFs).
+    /// Cluster covariances are divided by this so kernels overlap (0.5 for images and SDFs).
     pub covariance_alpha: f64,
-    pub grid_levels: usize,
-    pub grid_features: usize,
-    pub grid_log2_table_size: u32,
-    pub grid_base: usize,
-    pub grid_finest: usize,
-    pub width: usize,
-    /// The residual-sine layer plus `hidden_layers - 1` ReLU layers.
-    pub hidden_layers: usize,
+    /// The grid part: levels, features, table size and resolutions, as the hash grid's.
+    pub levels: usize,
+    pub features_per_level: usize,
+    pub log2_table_size: u32,
+    pub base_resolution: usize,
+    /// Finest grid level; 0 means half the target's largest side.
+    pub finest_resolution: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cam: Option<CamConfig>,
 }
 
-#[derive(Module, Debug)]
-pub struct NeuRbf {
-    /// `[kernels, dims]` in kernel space; frozen.
-    pub centres: Param<Tensor<2>>,
-    /// `[kernels, shape_params]`; frozen.
-    pub shapes: Param<Tensor<2>>,
-    /// `w`: `[kernels, rbf_features]`.
-    pub kernel_features: Param<Tensor<2>>,
-    pub grid: HashGrid,
-    /// One bias over the concatenated grid and RBF features.
-    pub feature_bias: Param<Tensor<1>>,
-    pub first: Linear,
-    pub hidden: Vec<Linear>,
-    pub output: Linear,
-    /// Scales field coordinates into kernel space, per axis.
-    pub axis_scale: Vec<f32>,
-    #[module(skip)]
-    pub kernel: KernelKind,
-    pub neighbours: usize,
-    pub normalize: bool,
-    #[module(skip)]
-    pub rbf_frequencies: Option<Vec<f32>>,
-    #[module(skip)]
-    pub decoder_frequencies: Option<Vec<f32>>,
+impl Default for NeuRbfConfig {
+    fn default() -> Self {
+        Self {
+            hidden_layers: 2,
+            width: 64,
+            output_activation: None,
+            kernel: KernelKind::InverseQuadric,
+            kernels: 0,
+            params: 72_000,
+            neighbours: 4,
+            rbf_features: 32,
+            rbf_frequencies: [0.125, 4096.0],
+            decoder_frequencies: [1.0, 1000.0],
+            rbf_sinusoids: true,
+            decoder_sinusoids: true,
+            normalize: true,
+            kmeans_iterations: 10,
+            covariance_alpha: 0.5,
+            levels: 2,
+            features_per_level: 2,
+            log2_table_size: 24,
+            base_resolution: 16,
+            finest_resolution: 0,
+            cam: None,
+        }
+    }
 }
 
-/// A point set's neighbours and basis values: fixed, because the kernels are frozen.
-#[derive(Clone, Debug)]
-pub struct RbfBasis {
-    /// `[points * k]`: the kernel row of each neighbour.
-    pub rows: Tensor<1, Int>,
-    /// The same rows repeated per feature (`[points * k, features]`), for `gather` on GPU
-    /// backends: burn 0.22.1's GPU backward of `select` loops over all rows in one thread per
-    /// column (and drops rows past 65535 on wgpu). The CPU backend uses a fused kernel instead.
-    pub gather_index: Option<Tensor<2, Int>>,
-    /// `[points, k, features]`: `sin(m_j * phi_i / sum phi)`.
-    pub psi: Tensor<3>,
+impl FieldOptions for NeuRbfConfig {
+    fn validate(&self, source: &str) -> Result<()> {
+        at_least_one(
+            source,
+            &[
+                ("model.hidden_layers", self.hidden_layers),
+                ("model.width", self.width),
+                ("model.neighbours", self.neighbours),
+                ("model.rbf_features", self.rbf_features),
+            ],
+        )?;
+        for (key, [lo, hi]) in [("model.rbf_frequencies", self.rbf_frequencies), ("model.decoder_frequencies", self.decoder_frequencies)] {
+            if !(lo > 0.0 && hi >= lo && hi.is_finite()) {
+                bail!("{source}: {key} must be [lowest, highest] with 0 < lowest <= highest");
+            }
+        }
+        positive(source, &[("model.covariance_alpha", self.covariance_alpha)])?;
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+    }
+
+    fn learning_rates(&self) -> (f64, f64) {
+        (1e-2, 5e-3)
+    }
+
+    fn resolve(&mut self, _unbounded_outputs: bool) {
+        self.output_activation.get_or_insert(OutputActivation::None);
+    }
+
+    fn output_activation(&self) -> OutputActivation {
+        self.output_activation.unwrap_or(OutputActivation::None)
+    }
+
+    fn cam(&self) -> Option<&CamConfig> {
+        self.cam.as_ref()
+    }
+
+    fn hidden_layers(&self) -> usize {
+        self.hidden_layers
+    }
+
+    fn places_kernels(&self) -> bool {
+        true
+    }
+
+    fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
+        let encoding = RbfEncoding::new(spec, self, spec.importance.as_deref(), rng, device)?;
+        let decoder = ResidualSineMlp::new(encoding.output_dim(), self, spec.d_out, rng, device);
+        Ok((Encoding::NeuRbf(encoding), Decoder::ResidualSine(decoder)))
+    }
 }
 
-/// `count` values from `lo` to `hi`, evenly spaced in log2 (NeuRBF's frequency ladders).
-pub fn log_spaced(lo: f64, hi: f64, count: usize) -> Vec<f32> {
-    let (a, b) = (lo.log2(), hi.log2());
-    (0..count).map(|i| (a + (b - a) * i as f64 / (count.max(2) - 1) as f64).exp2() as f32).collect()
-}
+impl NeuRbfConfig {
+    /// The grid part's size for a target of `spec` (finest level 0: half the target's side).
+    fn grid_size(&self, spec: &FieldSpec) -> GridSize {
+        let finest = if self.finest_resolution == 0 { (spec.resolution / 2).max(2) } else { self.finest_resolution };
+        GridSize { levels: self.levels, features: self.features_per_level, log2_table_size: self.log2_table_size, base: self.base_resolution, finest }
+    }
 
-impl NeuRbfOptions {
     /// Parameters of everything except the kernels.
     fn fixed_params(&self, spec: &FieldSpec) -> usize {
-        let grid = HashGrid::entry_count(spec.d_in, self.grid_levels, self.grid_log2_table_size, self.grid_base, self.grid_finest) * self.grid_features;
-        let z = self.grid_levels * self.grid_features + self.rbf_features;
+        let grid = HashGrid::entry_count(spec.d_in, self.grid_size(spec)) * self.features_per_level;
+        let z = self.levels * self.features_per_level + self.rbf_features;
         let w = self.width;
         grid + z + (z + 1) * w + (self.hidden_layers - 1) * (w + 1) * w + (w + 1) * spec.d_out
     }
@@ -161,8 +208,60 @@ impl NeuRbfOptions {
     }
 }
 
-impl NeuRbf {
-    pub fn new(spec: &FieldSpec, options: &NeuRbfOptions, importance: Option<&WeightedPoints>, rng: &mut StdRng, device: &Device) -> Result<Self> {
+/// NeuRBF's encoding: the adaptive kernels' sinusoid-composed features beside a small grid's,
+/// plus one bias over both.
+#[derive(Module, Debug)]
+pub struct RbfEncoding {
+    /// `[kernels, dims]` in kernel space; frozen.
+    pub centres: Param<Tensor<2>>,
+    /// `[kernels, shape_params]`; frozen.
+    pub shapes: Param<Tensor<2>>,
+    /// `w`: `[kernels, rbf_features]`.
+    pub kernel_features: Param<Tensor<2>>,
+    pub grid: HashGrid,
+    /// One bias over the concatenated grid and RBF features.
+    pub feature_bias: Param<Tensor<1>>,
+    /// Scales field coordinates into kernel space, per axis.
+    pub axis_scale: Vec<f32>,
+    #[module(skip)]
+    pub kernel: KernelKind,
+    pub neighbours: usize,
+    pub normalize: bool,
+    #[module(skip)]
+    pub rbf_frequencies: Option<Vec<f32>>,
+}
+
+/// NeuRBF's decoder: a first layer with a residual sine (Eq. 7), then ReLU layers.
+#[derive(Module, Debug)]
+pub struct ResidualSineMlp {
+    pub first: Linear,
+    pub hidden: Vec<Linear>,
+    pub output: Linear,
+    #[module(skip)]
+    pub frequencies: Option<Vec<f32>>,
+}
+
+/// A point set's neighbours and basis values: fixed, because the kernels are frozen.
+#[derive(Clone, Debug)]
+pub struct RbfBasis {
+    /// `[points * k]`: the kernel row of each neighbour.
+    pub rows: Tensor<1, Int>,
+    /// The same rows repeated per feature (`[points * k, features]`), for `gather` on GPU
+    /// backends: burn 0.22.1's GPU backward of `select` loops over all rows in one thread per
+    /// column (and drops rows past 65535 on wgpu). The CPU backend uses a fused kernel instead.
+    pub gather_index: Option<Tensor<2, Int>>,
+    /// `[points, k, features]`: `sin(m_j * phi_i / sum phi)`.
+    pub psi: Tensor<3>,
+}
+
+/// `count` values from `lo` to `hi`, evenly spaced in log2 (NeuRBF's frequency ladders).
+pub fn log_spaced(lo: f64, hi: f64, count: usize) -> Vec<f32> {
+    let (a, b) = (lo.log2(), hi.log2());
+    (0..count).map(|i| (a + (b - a) * i as f64 / (count.max(2) - 1) as f64).exp2() as f32).collect()
+}
+
+impl RbfEncoding {
+    pub fn new(spec: &FieldSpec, options: &NeuRbfConfig, importance: Option<&WeightedPoints>, rng: &mut StdRng, device: &Device) -> Result<Self> {
         let dims = spec.d_in;
         if !(2..=3).contains(&dims) {
             bail!("NeuRBF takes 2-D or 3-D coordinates, not {dims}-D");
@@ -179,34 +278,23 @@ impl NeuRbf {
         let (centres, shapes) = init_kernels(spec, options, &axis_scale, n, importance, rng)?;
         let shape_width = options.kernel.shape_params(dims);
 
-        let grid = HashGrid::new(dims, options.grid_levels, options.grid_features, options.grid_log2_table_size, options.grid_base, options.grid_finest, rng, device);
+        let grid = HashGrid::new(dims, options.grid_size(spec), rng, device);
         let f = options.rbf_features;
         let z = grid.output_dim() + f;
         let kernel_features = uniform_tensor([n, f], 1e-4, rng, device);
         let feature_bias = uniform_tensor([z], 1e-4, rng, device);
-        let first = Linear::torch_default(z, options.width, rng, device);
-        let hidden = (1..options.hidden_layers).map(|_| Linear::torch_default(options.width, options.width, rng, device)).collect();
-        let output = Linear::torch_default(options.width, spec.d_out, rng, device);
-        let frozen = |v: Vec<f32>, cols: usize| {
-            Param::from_tensor(Tensor::from_data(TensorData::new(v, [n, cols]), device)).set_require_grad(false)
-        };
+        let frozen = |v: Vec<f32>, cols: usize| Param::from_tensor(Tensor::from_data(TensorData::new(v, [n, cols]), device)).set_require_grad(false);
         Ok(Self {
             centres: frozen(centres, dims),
             shapes: frozen(shapes, shape_width),
             kernel_features: Param::from_tensor(kernel_features),
             grid,
             feature_bias: Param::from_tensor(feature_bias),
-            first,
-            hidden,
-            output,
             axis_scale,
             kernel: options.kernel,
             neighbours: options.neighbours,
             normalize: options.normalize,
             rbf_frequencies: options.rbf_sinusoids.then(|| log_spaced(options.rbf_frequencies[0], options.rbf_frequencies[1], f)),
-            decoder_frequencies: options
-                .decoder_sinusoids
-                .then(|| log_spaced(options.decoder_frequencies[0], options.decoder_frequencies[1], options.width)),
         })
     }
 
@@ -216,6 +304,10 @@ impl NeuRbf {
 
     fn rbf_feature_count(&self) -> usize {
         self.kernel_features.val().dims()[1]
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.grid.output_dim() + self.rbf_feature_count()
     }
 
     /// Field coordinates `[N, d]` in `[0, 1]` to kernel space.
@@ -266,22 +358,31 @@ impl NeuRbf {
         RbfBasis { rows, gather_index, psi }
     }
 
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.forward_basis(&self.grid_lookup(x.clone()), &self.basis(x), None)
+    /// `[grid(x), rbf(x)] + b` from a point set's grid lookup and basis.
+    pub fn features(&self, lookup: &GridLookup, basis: &RbfBasis) -> Tensor<2> {
+        let rbf = kernels::gather_sum::weighted_gather(self.kernel_features.val(), &basis.rows, basis.gather_index.as_ref(), basis.psi.clone());
+        Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>()
+    }
+}
+
+impl ResidualSineMlp {
+    pub fn new(d_in: usize, options: &NeuRbfConfig, d_out: usize, rng: &mut StdRng, device: &Device) -> Self {
+        let width = options.width;
+        let first = Linear::torch_default(d_in, width, rng, device);
+        let hidden = (1..options.hidden_layers).map(|_| Linear::torch_default(width, width, rng, device)).collect();
+        let output = Linear::torch_default(width, d_out, rng, device);
+        let frequencies = options.decoder_sinusoids.then(|| log_spaced(options.decoder_frequencies[0], options.decoder_frequencies[1], width));
+        Self { first, hidden, output, frequencies }
     }
 
     /// `modulation`: CAM's scale and shift on the first layer (before the residual sine) and on
     /// the ReLU layers after it.
-    pub fn forward_basis(&self, lookup: &GridLookup, basis: &RbfBasis, modulation: Option<&Modulation>) -> Tensor<2> {
-        let table = self.kernel_features.val();
-        let fused = kernels::on_flex(&table.device());
-        let rbf = kernels::gather_sum::weighted_gather(table, &basis.rows, basis.gather_index.as_ref(), basis.psi.clone());
-        let z = Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>();
+    pub fn forward(&self, z: Tensor<2>, modulation: Option<&Modulation>) -> Tensor<2> {
         let mut h = modulate(modulation, 0, self.first.forward(z));
-        if let Some(m) = &self.decoder_frequencies {
+        if let Some(m) = &self.frequencies {
             // Residual sine, no ReLU (NeuRBF Eq. 7).
             let m = Tensor::<1>::from_data(TensorData::new(m.clone(), [m.len()]), &h.device());
-            h = if fused { kernels::residual_sine::residual_sine(h, m) } else { h.clone() + (h * m.unsqueeze::<2>()).sin() };
+            h = if kernels::on_flex(&h.device()) { kernels::residual_sine::residual_sine(h, m) } else { h.clone() + (h * m.unsqueeze::<2>()).sin() };
         }
         for (i, layer) in self.hidden.iter().enumerate() {
             h = relu(modulate(modulation, i + 1, layer.forward(h)));
@@ -315,7 +416,14 @@ pub fn kernel_values(kind: KernelKind, r: Tensor<3>, shapes: Tensor<3>) -> Tenso
 
 /// Centres and shape parameters, flattened: weighted K-Means when the task gave importance
 /// points, otherwise a regular grid (used when a checkpoint will overwrite them anyway).
-fn init_kernels(spec: &FieldSpec, options: &NeuRbfOptions, axis_scale: &[f32], n: usize, importance: Option<&WeightedPoints>, rng: &mut StdRng) -> Result<(Vec<f32>, Vec<f32>)> {
+fn init_kernels(
+    spec: &FieldSpec,
+    options: &NeuRbfConfig,
+    axis_scale: &[f32],
+    n: usize,
+    importance: Option<&WeightedPoints>,
+    rng: &mut StdRng,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let d = spec.d_in;
     let (centres, covariances) = match importance {
         Some(wp) => {
@@ -431,31 +539,11 @@ mod tests {
     #[test]
     fn kernel_count_follows_the_budget_rule() {
         let spec = FieldSpec { d_in: 2, d_out: 3, resolution: 256, shape: vec![256, 256], importance: None, cam_dims: 2 };
-        let mut options = NeuRbfOptions {
-            kernel: KernelKind::InverseQuadric,
-            kernels: 0,
-            params: 72_000,
-            neighbours: 4,
-            rbf_features: 32,
-            rbf_frequencies: [0.125, 4096.0],
-            decoder_frequencies: [1.0, 1000.0],
-            rbf_sinusoids: true,
-            decoder_sinusoids: true,
-            normalize: true,
-            kmeans_iterations: 10,
-            covariance_alpha: 0.5,
-            grid_levels: 2,
-            grid_features: 2,
-            grid_log2_table_size: 24,
-            grid_base: 16,
-            grid_finest: 128,
-            width: 64,
-            hidden_layers: 2,
-        };
+        let mut options = NeuRbfConfig { finest_resolution: 128, ..Default::default() };
         assert_eq!(options.kernel_count(&spec).unwrap(), 863);
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(0);
-        let field = NeuRbf::new(&spec, &options, None, &mut rng, &Device::flex()).unwrap();
-        assert_eq!(field.num_params(), 71_970);
+        let (encoding, decoder) = options.build(&spec, &mut rng, &Device::flex()).unwrap();
+        assert_eq!(encoding.num_params() + decoder.num_params(), 71_970);
         options.params = 30_000;
         assert!(options.kernel_count(&spec).unwrap_err().to_string().contains("no room for kernels"));
     }

@@ -35,7 +35,11 @@ impl<B: Backend> Backward<B, 1> for TimesSlope {
 
 /// Puts `out`, an elementwise function of the input behind `input`, on the autodiff graph,
 /// with `slope` (its derivative at each element) as the backward pass.
-fn elementwise_with_slope<B: Backend, C: CheckpointStrategy>(input: NodeGuard, out: FloatTensor<B>, slope: FloatTensor<B>) -> FloatTensor<Autodiff<B, C>> {
+fn elementwise_with_slope<B: Backend, C: CheckpointStrategy>(
+    input: NodeGuard,
+    out: FloatTensor<B>,
+    slope: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
     match TimesSlope.prepare::<C>([input]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(slope, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
@@ -178,12 +182,22 @@ mod tests {
         let m = Tensor::<1>::from_data(TensorData::new(crate::fields::neurbf::log_spaced(1.0, 1000.0, channels), [channels]), &device);
         let weights = random(vec![1, rows, channels], &mut rng, &device).reshape([rows, channels]);
         // sin(1000 h) in f32: both round h * m the same way, so they agree to float precision.
-        compare_elementwise(&h, &weights, |x| super::residual_sine::residual_sine(x, m.clone()), |x| x.clone() + (x * m.clone().unsqueeze::<2>()).sin());
+        compare_elementwise(
+            &h,
+            &weights,
+            |x| super::residual_sine::residual_sine(x, m.clone()),
+            |x| x.clone() + (x * m.clone().unsqueeze::<2>()).sin(),
+        );
     }
 
     /// Asserts that `fused` and `reference` agree on `x`, in value and in the gradient of
     /// `sum(weights * f(x))`; returns the fused gradient.
-    fn compare_elementwise(x: &Tensor<2>, weights: &Tensor<2>, fused: impl Fn(Tensor<2>) -> Tensor<2>, reference: impl Fn(Tensor<2>) -> Tensor<2>) -> Vec<f32> {
+    fn compare_elementwise(
+        x: &Tensor<2>,
+        weights: &Tensor<2>,
+        fused: impl Fn(Tensor<2>) -> Tensor<2>,
+        reference: impl Fn(Tensor<2>) -> Tensor<2>,
+    ) -> Vec<f32> {
         let mut results = Vec::new();
         for f in [&fused as &dyn Fn(Tensor<2>) -> Tensor<2>, &reference] {
             let x = x.clone().detach().require_grad();

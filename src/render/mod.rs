@@ -5,10 +5,57 @@
 pub mod marching_cubes;
 pub mod sphere_trace;
 
+use std::path::{Path, PathBuf};
+
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::image::Image;
 use crate::fields::Field;
+
+/// What a picture of a field shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderMode {
+    /// Colour: the image itself, a shaded surface, radiance.
+    Rgb,
+    Depth,
+    Normal,
+    Opacity,
+}
+
+impl RenderMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rgb => "rgb",
+            Self::Depth => "depth",
+            Self::Normal => "normal",
+            Self::Opacity => "opacity",
+        }
+    }
+}
+
+/// `dir/base`, or `dir/base-2`, ... so that no earlier picture or mesh (`.png`, `.exr`, `.ply`)
+/// is overwritten.
+pub fn unused_stem(dir: &Path, base: &str) -> PathBuf {
+    let taken = |p: &Path| ["png", "exr", "ply"].iter().any(|e| p.with_extension(e).exists());
+    let mut stem = dir.join(base);
+    let mut i = 2;
+    while taken(&stem) {
+        stem = dir.join(format!("{base}-{i}"));
+        i += 1;
+    }
+    stem
+}
+
+/// `dir/base`, or `dir/base-2`, ... that does not exist yet.
+pub fn unused_dir(dir: &Path, base: &str) -> PathBuf {
+    let mut path = dir.join(base);
+    let mut i = 2;
+    while path.exists() {
+        path = dir.join(format!("{base}-{i}"));
+        i += 1;
+    }
+    path
+}
 
 /// Evaluate an image field at the pixel centres of a `width x height` grid over its whole
 /// domain, `chunk` pixels at a time so memory stays bounded. Returns `[H, W, C]` pixels.

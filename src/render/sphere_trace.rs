@@ -86,17 +86,18 @@ pub fn trace(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, camera: &Camera, width: us
     let dirs: Vec<V3> = (0..n).map(|i| camera.ray(i % width, i / width, width, height)).collect();
     let mut hits = vec![None; n];
     // (pixel, t, where the ray leaves the box).
-    let mut active: Vec<(usize, f32, f32)> = (0..n)
-        .filter_map(|i| box_interval(camera.eye, dirs[i]).map(|(near, far)| (i, near, far)))
-        .collect();
+    let mut active: Vec<(usize, f32, f32)> = (0..n).filter_map(|i| box_interval(camera.eye, dirs[i]).map(|(near, far)| (i, near, far))).collect();
     for _ in 0..MAX_STEPS {
         if active.is_empty() {
             break;
         }
-        let points: Vec<f32> = active.iter().flat_map(|&(i, t, _)| {
-            let dir = dirs[i];
-            (0..3).map(move |k| camera.eye[k] + t * dir[k])
-        }).collect();
+        let points: Vec<f32> = active
+            .iter()
+            .flat_map(|&(i, t, _)| {
+                let dir = dirs[i];
+                (0..3).map(move |k| camera.eye[k] + t * dir[k])
+            })
+            .collect();
         let distances = sdf(&points);
         let mut still = Vec::with_capacity(active.len());
         for (&(i, t, far), &d) in active.iter().zip(&distances) {

@@ -2,18 +2,76 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
 
-use super::{Batch, Metrics, Task};
+use super::{Metrics, RenderRequest, Task, TaskOptions};
 use crate::config::Config;
 use crate::data::image::{self, Image};
 use crate::fields::kmeans::WeightedPoints;
-use crate::fields::{Field, FieldSpec};
+use crate::fields::{Field, FieldSpec, Prepared};
 use crate::fresh::Signal;
 use crate::metrics;
-use crate::render::render_image;
+use crate::render::{RenderMode, render_image, unused_stem};
+
+/// `task.kind = "image"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOptions {
+    /// The image (PNG, JPEG or EXR), relative to the config file.
+    pub path: PathBuf,
+    /// Centre crop `[width, height]` in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<[u32; 2]>,
+    /// The fraction of pixels, drawn at random (the same ones for every run of an image), that
+    /// training never sees; `holdout_psnr` then measures the field between training pixels
+    /// (FreSh's protocol holds out 10 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
+    /// Pixels per step; 0 trains on every pixel every step.
+    #[serde(default)]
+    pub batch_size: usize,
+}
+
+/// An image task has no evaluation keys of its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEval {}
+
+impl TaskOptions for ImageOptions {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn validate(&self, source: &str) -> Result<()> {
+        if let Some([w, h]) = self.crop
+            && (w == 0 || h == 0)
+        {
+            bail!("{source}: task.crop must be two positive sizes [width, height]");
+        }
+        if self.holdout.is_some_and(|h| !(h > 0.0 && h < 1.0)) {
+            bail!("{source}: task.holdout must be a fraction of the pixels, between 0 and 1 (exclusive)");
+        }
+        Ok(())
+    }
+
+    fn cam_coordinate(&self) -> (usize, &'static str) {
+        (2, "an image is modulated by its 2-D pixel position")
+    }
+}
+
+impl ImageOptions {
+    /// The target image, loaded and cropped as training sees it.
+    pub fn load(&self) -> Result<Image> {
+        let image = Image::load(&self.path)?;
+        match self.crop {
+            Some([w, h]) => image.center_crop(w as usize, h as usize),
+            None => Ok(image),
+        }
+    }
+}
 
 pub struct ImageTask {
     pub image: Image,
@@ -24,15 +82,20 @@ pub struct ImageTask {
     held_out: Vec<usize>,
     batch_size: usize,
     loss: String,
+    seed: u64,
     chunk: usize,
+    /// The full batch prepared for the field once (it is the same every step).
+    prepared: Option<Prepared>,
 }
 
 impl ImageTask {
-    pub fn new(config: &Config, device: &Device) -> Result<Self> {
-        let image = super::image_target(config)?;
+    pub fn new(options: &ImageOptions, config: &Config, device: &Device) -> Result<Self> {
+        let image = options.load()?;
         let c = image.channels;
-        check_holdout(config, &image)?;
-        let held_out = config.task.holdout.map_or_else(Vec::new, |f| held_out_pixels(image.width * image.height, f));
+        if options.holdout.is_some() && image.width * image.height < 2 {
+            bail!("task.holdout needs an image of at least 2 pixels (this one is {}x{})", image.width, image.height);
+        }
+        let held_out = options.holdout.map_or_else(Vec::new, |f| held_out_pixels(image.width * image.height, f));
         let mut trained = vec![true; image.width * image.height];
         for &i in &held_out {
             trained[i] = false;
@@ -48,9 +111,11 @@ impl ImageTask {
             coords,
             targets,
             held_out,
-            batch_size: config.task.batch_size,
+            batch_size: options.batch_size,
             loss: config.train.loss.clone(),
+            seed: config.train.seed,
             chunk: config.eval.chunk_size,
+            prepared: None,
         })
     }
 
@@ -58,14 +123,6 @@ impl ImageTask {
     pub fn pixel_count(&self) -> usize {
         self.image.width * self.image.height - self.held_out.len()
     }
-}
-
-/// Holding pixels out needs at least one to train on and one to score.
-pub fn check_holdout(config: &Config, image: &Image) -> Result<()> {
-    if config.task.holdout.is_some() && image.width * image.height < 2 {
-        bail!("task.holdout needs an image of at least 2 pixels (this one is {}x{})", image.width, image.height);
-    }
-    Ok(())
 }
 
 /// A `fraction` of `n` pixels, drawn with a fixed seed so that every run on an image of that
@@ -85,18 +142,6 @@ fn held_out_pixels(n: usize, fraction: f64) -> Vec<usize> {
     picked
 }
 
-/// Pixel positions in, the image's channels out.
-pub fn image_field_spec(image: &Image) -> FieldSpec {
-    FieldSpec {
-        d_in: 2,
-        d_out: image.channels,
-        resolution: image.width.max(image.height),
-        shape: vec![image.width, image.height],
-        importance: None,
-        cam_dims: 2,
-    }
-}
-
 /// Every pixel centre, weighted by the image's Sobel gradient magnitude (NeuRBF's kernel
 /// placement for images).
 pub fn sobel_importance(image: &Image) -> WeightedPoints {
@@ -104,12 +149,21 @@ pub fn sobel_importance(image: &Image) -> WeightedPoints {
 }
 
 impl Task for ImageTask {
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         "image"
     }
 
+    /// Pixel positions in, the image's channels out.
     fn field_spec(&self) -> FieldSpec {
-        image_field_spec(&self.image)
+        let image = &self.image;
+        FieldSpec {
+            d_in: 2,
+            d_out: image.channels,
+            resolution: image.width.max(image.height),
+            shape: vec![image.width, image.height],
+            importance: None,
+            cam_dims: 2,
+        }
     }
 
     fn importance(&self) -> Option<WeightedPoints> {
@@ -127,23 +181,18 @@ impl Task for ImageTask {
         Some((Image::pixel_centres(w, h), Signal { dims: vec![h, w], channels: c, values: self.image.pixels.clone() }))
     }
 
-    fn batch(&self, step: u64, seed: u64) -> Batch {
+    fn loss(&mut self, field: &Field, step: u64) -> Tensor<1> {
         let n = self.pixel_count();
         if self.batch_size == 0 || self.batch_size >= n {
-            return Batch { coords: self.coords.clone(), targets: self.targets.clone(), fixed: true };
+            // Every pixel every step: the field's lookups are prepared once.
+            let input = self.prepared.get_or_insert_with(|| field.prepare(self.coords.clone())).clone();
+            return super::loss(&self.loss, field.forward_prepared(&input), self.targets.clone());
         }
-        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
+        let mut rng = StdRng::seed_from_u64(self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
         let picks: Vec<i32> = (0..self.batch_size).map(|_| rng.random_range(0..n as i32)).collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [self.batch_size]), &self.coords.device());
-        Batch {
-            coords: self.coords.clone().select(0, index.clone()),
-            targets: self.targets.clone().select(0, index),
-            fixed: false,
-        }
-    }
-
-    fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-        super::loss(&self.loss, outputs, targets)
+        let outputs = field.forward_prepared(&field.prepare(self.coords.clone().select(0, index.clone())));
+        super::loss(&self.loss, outputs, self.targets.clone().select(0, index))
     }
 
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {
@@ -154,9 +203,7 @@ impl Task for ImageTask {
             ("ssim".into(), metrics::ssim(&prediction, &self.image.pixels, w, h, c)),
         ];
         if !self.held_out.is_empty() {
-            let pick = |values: &[f32]| -> Vec<f32> {
-                self.held_out.iter().flat_map(|&i| values[c * i..c * i + c].iter().copied()).collect()
-            };
+            let pick = |values: &[f32]| -> Vec<f32> { self.held_out.iter().flat_map(|&i| values[c * i..c * i + c].iter().copied()).collect() };
             metrics.push(("holdout_psnr".into(), metrics::psnr(&pick(&prediction), &pick(&self.image.pixels))));
         }
         Ok(metrics)
@@ -166,6 +213,18 @@ impl Task for ImageTask {
         let (w, h, c) = (self.image.width, self.image.height, self.image.channels);
         let prediction = render_image(field, w, h, self.chunk, device);
         image::save(&run_dir.join("reconstruction"), w, h, c, &prediction, self.image.format)
+    }
+
+    /// The image field at any size (zoom out of the pixel grid it was trained on).
+    fn render(&self, field: &Field, request: &RenderRequest, device: &Device) -> Result<Vec<PathBuf>> {
+        if request.view.is_some() || request.orbit.is_some() || request.mode != RenderMode::Rgb {
+            bail!("--view, --orbit and --mode apply to SDF and radiance-field runs; an image run renders with --size only");
+        }
+        let (width, height) = request.size.unwrap_or((self.image.width, self.image.height));
+        std::fs::create_dir_all(&request.out).with_context(|| format!("cannot create {}", request.out.display()))?;
+        let stem = unused_stem(&request.out, &format!("image-{width}x{height}"));
+        let pixels = render_image(field, width, height, self.chunk, device);
+        image::save(&stem, width, height, self.image.channels, &pixels, self.image.format)
     }
 }
 

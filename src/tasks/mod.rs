@@ -1,35 +1,156 @@
-//! Tasks own the target signal: how coordinates are sampled, how field outputs become the signal,
-//! the loss, the evaluation and the outputs written at the end. The trainer drives any task.
+//! Tasks own the target signal: how coordinates are sampled, how field outputs become the signal
+//! and the loss, their own state between steps, the evaluation, and how a trained field is
+//! rendered, meshed and written out. The trainer and the command line drive any task through the
+//! `Task` trait; the task kind is read in this file only.
+//!
+//! To add a task kind: write its options (`[task]` keys, and its `[eval]` keys) and its `Task`
+//! impl in one file here, and list the kind in `TaskConfig`.
 
 pub mod image;
 pub mod sdf;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor};
 
-use crate::config::Config;
-use crate::data::image::Image;
+use crate::config::{Config, EvalConfig, field_names, kind_table, kind_to_table, take_kind, to_table};
 use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
 use crate::fresh::Signal;
+use crate::render::RenderMode;
 
 /// Evaluation results in a stable order, as written to `metrics.jsonl` and `summary.json`.
 pub type Metrics = Vec<(String, f64)>;
 
-pub struct Batch {
-    pub coords: Tensor<2>,
-    pub targets: Tensor<2>,
-    /// The same coordinates every step (full batch): the field's preparation can be reused.
-    pub fixed: bool,
+/// `[task]` (and the task's `[eval]` keys): one task kind's options, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskConfig {
+    Image { task: image::ImageOptions, eval: image::ImageEval },
+    Sdf { task: sdf::SdfOptions, eval: sdf::SdfEval },
+}
+
+/// What every task kind's options tell the rest of the config before the task is built.
+pub trait TaskOptions {
+    /// The target: an image, a mesh, a scene folder.
+    fn path(&self) -> &Path;
+    fn validate(&self, source: &str) -> Result<()>;
+    /// Outputs that may take any value (distances), so fields default to no output activation.
+    fn unbounded_outputs(&self) -> bool {
+        false
+    }
+    /// Axes of the coordinate that indexes CAM's grids, and what it is.
+    fn cam_coordinate(&self) -> (usize, &'static str);
+    /// Whether the task's points come in rays (CAM's per-ray normalisation needs that).
+    fn has_rays(&self) -> bool {
+        false
+    }
+}
+
+impl TaskConfig {
+    pub const KINDS: &[&str] = &["image", "sdf"];
+
+    /// The `[task]` table and the non-shared `[eval]` keys as a kind's options; keys of other
+    /// kinds are dropped with a note.
+    pub fn from_tables(mut task: toml::Table, eval: toml::Table, source: &str, notes: &mut Vec<String>) -> Result<Self> {
+        let kind = take_kind(&mut task, "task", Self::KINDS, source)?;
+        let tasks = [field_names::<image::ImageOptions>(), field_names::<sdf::SdfOptions>()];
+        let evals = [field_names::<image::ImageEval>(), field_names::<sdf::SdfEval>()];
+        Ok(match kind {
+            "image" => Self::Image {
+                task: kind_table(task, "task", kind, &tasks, &[], source, notes)?,
+                eval: kind_table(eval, "eval", kind, &evals, field_names::<EvalConfig>(), source, notes)?,
+            },
+            _ => Self::Sdf {
+                task: kind_table(task, "task", kind, &tasks, &[], source, notes)?,
+                eval: kind_table(eval, "eval", kind, &evals, field_names::<EvalConfig>(), source, notes)?,
+            },
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Image { .. } => "image",
+            Self::Sdf { .. } => "sdf",
+        }
+    }
+
+    pub fn options(&self) -> &dyn TaskOptions {
+        match self {
+            Self::Image { task, .. } => task,
+            Self::Sdf { task, .. } => task,
+        }
+    }
+
+    pub fn validate(&self, source: &str) -> Result<()> {
+        match self {
+            Self::Image { task, .. } => task.validate(source),
+            Self::Sdf { task, eval } => {
+                task.validate(source)?;
+                eval.validate(source)
+            }
+        }
+    }
+
+    /// The target's path, for resolving it against the config's folder.
+    pub fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            Self::Image { task, .. } => &mut task.path,
+            Self::Sdf { task, .. } => &mut task.path,
+        }
+    }
+
+    /// The `[task]` table (with its kind) and the task's `[eval]` keys.
+    pub fn to_tables(&self) -> (toml::Table, toml::Table) {
+        match self {
+            Self::Image { task, eval } => (kind_to_table(self.kind(), task), to_table(eval)),
+            Self::Sdf { task, eval } => (kind_to_table(self.kind(), task), to_table(eval)),
+        }
+    }
+
+    /// Load the target and build the task, its tensors on `device`. Any problem with the inputs
+    /// (a missing or broken file) is reported here, before a run directory exists.
+    pub fn build(&self, config: &Config, device: &Device) -> Result<Box<dyn Task>> {
+        Ok(match self {
+            Self::Image { task, .. } => Box::new(image::ImageTask::new(task, config, device)?),
+            Self::Sdf { task, eval } => Box::new(sdf::SdfTask::new(task, eval, config, device)?),
+        })
+    }
+}
+
+/// What `nfield render` asks of a task.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    /// Output size; `None` lets the task choose (the target's size).
+    pub size: Option<(usize, usize)>,
+    /// A camera of the task's own (a test view).
+    pub view: Option<usize>,
+    /// Frames of a turntable around the scene.
+    pub orbit: Option<usize>,
+    pub mode: RenderMode,
+    /// Folder for the pictures.
+    pub out: PathBuf,
+}
+
+/// What `nfield mesh` asks of a task.
+#[derive(Debug, Clone)]
+pub struct MeshRequest {
+    /// Grid points per axis; `None` lets the task choose.
+    pub resolution: Option<usize>,
+    /// Output file; `None`: a new `mesh-<resolution>.ply` in `run_dir`.
+    pub out: Option<PathBuf>,
+    pub run_dir: PathBuf,
 }
 
 pub trait Task {
     /// `image`, `sdf` or `nerf`.
-    fn name(&self) -> &'static str;
+    fn kind(&self) -> &'static str;
     /// What the field must take and produce.
     fn field_spec(&self) -> FieldSpec;
+    /// Things about the inputs that work but may surprise (a mesh that is not closed).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The target's points weighted by detail, for fields that place kernels adaptively.
     fn importance(&self) -> Option<WeightedPoints> {
         None
@@ -39,56 +160,24 @@ pub trait Task {
     fn signal(&self) -> Option<(Vec<f32>, Signal)> {
         None
     }
-    /// Training coordinates and targets for `step`; the same `(seed, step)` gives the same batch,
-    /// so a resumed run sees the batches an uninterrupted one would.
-    fn batch(&self, step: u64, seed: u64) -> Batch;
-    /// The training loss of field outputs against targets (a one-element tensor).
-    fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1>;
+    /// The training loss of `field` at `step` (a one-element tensor): the task draws the step's
+    /// batch, runs the field on it and compares. The same `(train.seed, step)` gives the same
+    /// batch, so a resumed run sees the batches an uninterrupted one would.
+    fn loss(&mut self, field: &Field, step: u64) -> Tensor<1>;
+    /// Update the task's own state from the field before `step` (an occupancy grid, say).
+    fn update(&mut self, _field: &Field, _step: u64) -> Result<()> {
+        Ok(())
+    }
     /// Full evaluation of a field on the device without autodiff.
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics>;
     /// Write the task's end-of-training outputs into the run directory.
     fn write_outputs(&self, field: &Field, device: &Device, run_dir: &Path) -> Result<Vec<PathBuf>>;
-}
-
-/// Build the task a config describes, with its tensors on `device` (the training device).
-pub fn build(config: &Config, device: &Device) -> Result<Box<dyn Task>> {
-    match config.task.kind.as_str() {
-        "image" => Ok(Box::new(image::ImageTask::new(config, device)?)),
-        "sdf" => Ok(Box::new(sdf::SdfTask::new(config, device)?)),
-        other => anyhow::bail!("task.kind = \"{other}\" is not supported"),
+    /// Pictures of a trained field; returns the files written.
+    fn render(&self, field: &Field, request: &RenderRequest, device: &Device) -> Result<Vec<PathBuf>>;
+    /// A mesh of a trained field; returns the file written and a line about it.
+    fn mesh(&self, _field: &Field, _request: &MeshRequest, _device: &Device) -> Result<(PathBuf, String)> {
+        bail!("nfield mesh needs a field with a surface (an SDF run); this is a {} run", self.kind())
     }
-}
-
-/// The target image of an image task, loaded and cropped as training sees it.
-pub fn image_target(config: &Config) -> Result<Image> {
-    if config.task.kind != "image" {
-        anyhow::bail!("this is a {} run, not an image run", config.task.kind);
-    }
-    let image = Image::load(&config.task.path)?;
-    match config.task.crop {
-        Some([w, h]) => image.center_crop(w as usize, h as usize),
-        None => Ok(image),
-    }
-}
-
-/// Load the task's inputs once to report a missing or broken file before anything is written.
-/// Returns warnings about inputs that work but may surprise (a mesh that is not watertight).
-pub fn check_inputs(config: &Config) -> Result<Vec<String>> {
-    if config.task.kind == "sdf" {
-        let (_, _, note) = sdf::load_mesh(config)?;
-        return Ok(note.into_iter().collect());
-    }
-    image::check_holdout(config, &image_target(config)?)?;
-    Ok(vec![])
-}
-
-/// The field a config's task needs, without building the task.
-pub fn field_spec(config: &Config) -> Result<FieldSpec> {
-    if config.task.kind == "sdf" {
-        return Ok(sdf::sdf_field_spec());
-    }
-    let image = image_target(config)?;
-    Ok(image::image_field_spec(&image))
 }
 
 /// The training loss `train.loss` names, averaged over all outputs (a one-element tensor).

@@ -11,22 +11,103 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use super::{Batch, Metrics, Task};
-use crate::config::Config;
+use super::{MeshRequest, Metrics, RenderRequest, Task, TaskOptions};
+use crate::config::{Config, at_least_one};
+use crate::data::image;
 use crate::data::mesh::{Mesh, Normalisation};
 use crate::data::sdf::MeshSdf;
 use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec};
 use crate::fresh::Signal;
 use crate::metrics::{self, Occupancy};
-use crate::render::evaluate_points;
 use crate::render::marching_cubes::marching_cubes;
-use crate::render::sphere_trace;
+use crate::render::sphere_trace::{self, Camera, Shading};
+use crate::render::{RenderMode, evaluate_points, unused_dir, unused_stem};
+
+/// `task.kind = "sdf"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdfOptions {
+    /// The mesh (OBJ, PLY or OFF), relative to the config file.
+    pub path: PathBuf,
+    /// Points per step; 0 trains on the whole pool every step.
+    pub batch_size: usize,
+    /// The mesh is centred and scaled so its farthest vertex sits at this radius.
+    pub radius: f64,
+    /// Training points drawn at a time (surface, near-surface and uniform, 4 : 3 : 1).
+    pub pool_size: usize,
+    /// Draw a fresh pool every this many steps.
+    pub pool_refresh: u64,
+    /// Standard deviation of the near-surface points' offsets, in the `[-1, 1]` box's units.
+    pub surface_noise: f64,
+}
+
+impl Default for SdfOptions {
+    fn default() -> Self {
+        Self { path: PathBuf::new(), batch_size: 0, radius: 0.99, pool_size: 1 << 20, pool_refresh: 1000, surface_noise: 0.01 }
+    }
+}
+
+/// `[eval]` keys of an SDF task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdfEval {
+    /// Grid points per axis for IoU and the marching-cubes mesh.
+    pub resolution: usize,
+    /// Points sampled on each surface for Chamfer, F-score and normal error.
+    pub surface_samples: usize,
+    /// The F-score's distance threshold, in the `[-1, 1]` box's units.
+    pub fscore_threshold: f64,
+}
+
+impl Default for SdfEval {
+    fn default() -> Self {
+        Self { resolution: 256, surface_samples: 100_000, fscore_threshold: 0.01 }
+    }
+}
+
+impl TaskOptions for SdfOptions {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn validate(&self, source: &str) -> Result<()> {
+        if !(self.radius > 0.0 && self.radius <= 1.0) {
+            bail!("{source}: task.radius must be in (0, 1]: the mesh must fit the [-1, 1] box");
+        }
+        if !(self.surface_noise >= 0.0 && self.surface_noise.is_finite()) {
+            bail!("{source}: task.surface_noise must be a finite number >= 0");
+        }
+        at_least_one(source, &[("task.pool_size", self.pool_size), ("task.pool_refresh", self.pool_refresh as usize)])
+    }
+
+    fn unbounded_outputs(&self) -> bool {
+        true
+    }
+
+    fn cam_coordinate(&self) -> (usize, &'static str) {
+        (3, "an SDF is modulated by its 3-D point")
+    }
+}
+
+impl SdfEval {
+    pub fn validate(&self, source: &str) -> Result<()> {
+        if self.resolution < 2 {
+            bail!("{source}: eval.resolution must be at least 2");
+        }
+        at_least_one(source, &[("eval.surface_samples", self.surface_samples)])?;
+        if !(self.fscore_threshold > 0.0 && self.fscore_threshold.is_finite()) {
+            bail!("{source}: eval.fscore_threshold must be a positive number");
+        }
+        Ok(())
+    }
+}
 
 /// NeuRBF's kernel weights `1 / (|sdf| + eps)`.
 const IMPORTANCE_EPS: f32 = 1e-9;
@@ -53,6 +134,8 @@ pub struct SdfTask {
     pool: Mutex<Option<Pool>>,
     /// The surface of the last evaluation, kept for `write_outputs`.
     last_surface: Mutex<Option<Mesh>>,
+    /// A mesh that is not closed.
+    warning: Option<String>,
 }
 
 /// Training points in field coordinates and their signed distances.
@@ -63,24 +146,20 @@ struct Pool {
     targets: Tensor<2>,
 }
 
-/// Points in, one signed distance out. The resolution is NeuRBF's 1024^3 evaluation grid, which
-/// bounds its kernel widths and sets grids' finest level when a config leaves it at 0.
-pub fn sdf_field_spec() -> FieldSpec {
-    FieldSpec { d_in: 3, d_out: 1, resolution: 1024, shape: vec![1024; 3], importance: None, cam_dims: 3 }
-}
-
-/// The config's mesh, loaded, and its normalisation into the box; a note when it is not closed.
-pub fn load_mesh(config: &Config) -> Result<(Mesh, Normalisation, Option<String>)> {
-    let original = Mesh::load(&config.task.path)?;
-    let open = original.open_edges();
-    let note = (open > 0).then(|| {
-        format!(
-            "mesh {} is not watertight ({open} edges not shared by exactly two faces); the inside comes from the winding number, which tolerates small holes",
-            config.task.path.display()
-        )
-    });
-    let (mesh, normalisation) = original.normalised(config.task.radius.unwrap_or(0.99) as f32);
-    Ok((mesh, normalisation, note))
+impl SdfOptions {
+    /// The mesh, loaded, and its normalisation into the box; a warning when it is not closed.
+    pub fn load_mesh(&self) -> Result<(Mesh, Normalisation, Option<String>)> {
+        let original = Mesh::load(&self.path)?;
+        let open = original.open_edges();
+        let warning = (open > 0).then(|| {
+            format!(
+                "mesh {} is not watertight ({open} edges not shared by exactly two faces); the inside comes from the winding number, which tolerates small holes",
+                self.path.display()
+            )
+        });
+        let (mesh, normalisation) = original.normalised(self.radius as f32);
+        Ok((mesh, normalisation, warning))
+    }
 }
 
 /// Field coordinates `(p + 1) / 2` of box points `p` (flat `[N, 3]`).
@@ -140,28 +219,27 @@ pub fn surface_ply(field: &Field, surface: &Mesh, resolution: usize, normalisati
 }
 
 impl SdfTask {
-    pub fn new(config: &Config, device: &Device) -> Result<Self> {
-        let (mesh, normalisation, _) = load_mesh(config)?;
+    pub fn new(options: &SdfOptions, eval: &SdfEval, config: &Config, device: &Device) -> Result<Self> {
+        let (mesh, normalisation, warning) = options.load_mesh()?;
         let sdf = MeshSdf::new(&mesh);
-        let (t, e) = (&config.task, &config.eval);
-        let missing = |key: &str| anyhow::anyhow!("{key} is not set (the config was not resolved)");
         Ok(Self {
             sdf,
             mesh,
             normalisation,
-            batch_size: t.batch_size,
-            pool_size: t.pool_size.ok_or_else(|| missing("task.pool_size"))?,
-            pool_refresh: t.pool_refresh.ok_or_else(|| missing("task.pool_refresh"))?,
-            noise: t.surface_noise.ok_or_else(|| missing("task.surface_noise"))? as f32,
+            batch_size: options.batch_size,
+            pool_size: options.pool_size,
+            pool_refresh: options.pool_refresh,
+            noise: options.surface_noise as f32,
             loss: config.train.loss.clone(),
-            resolution: e.resolution.ok_or_else(|| missing("eval.resolution"))?,
-            surface_samples: e.surface_samples.ok_or_else(|| missing("eval.surface_samples"))?,
-            fscore_threshold: e.fscore_threshold.ok_or_else(|| missing("eval.fscore_threshold"))?,
-            chunk: e.chunk_size,
+            resolution: eval.resolution,
+            surface_samples: eval.surface_samples,
+            fscore_threshold: eval.fscore_threshold,
+            chunk: config.eval.chunk_size,
             seed: config.train.seed,
             device: device.clone(),
             pool: Mutex::new(None),
             last_surface: Mutex::new(None),
+            warning,
         })
     }
 
@@ -190,12 +268,18 @@ impl SdfTask {
 }
 
 impl Task for SdfTask {
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         "sdf"
     }
 
+    /// Points in, one signed distance out. The resolution is NeuRBF's 1024^3 evaluation grid,
+    /// which bounds its kernel widths and sets grids' finest level when a config leaves it at 0.
     fn field_spec(&self) -> FieldSpec {
-        sdf_field_spec()
+        FieldSpec { d_in: 3, d_out: 1, resolution: 1024, shape: vec![1024; 3], importance: None, cam_dims: 3 }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warning.iter().cloned().collect()
     }
 
     /// The first training pool's points weighted by `1 / (|sdf| + 1e-9)`: in effect NeuRBF's
@@ -217,26 +301,27 @@ impl Task for SdfTask {
         Some((to_field_coords(&points), Signal { dims: vec![r, r, r], channels: 1, values }))
     }
 
-    fn batch(&self, step: u64, seed: u64) -> Batch {
+    fn loss(&mut self, field: &Field, step: u64) -> Tensor<1> {
+        let seed = self.seed;
         let key = (seed, step / self.pool_refresh);
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.as_ref().is_none_or(|p| p.key != key) {
-            let (points, distances) = self.draw_pool(key.1, seed);
-            *pool = Some(self.upload(key, to_field_coords(&points), distances));
-        }
-        let pool = pool.as_ref().expect("drawn above");
-        let (coords, targets) = (pool.coords.clone(), pool.targets.clone());
-        if self.batch_size == 0 || self.batch_size >= self.pool_size {
-            return Batch { coords, targets, fixed: false };
-        }
-        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
-        let picks: Vec<i32> = (0..self.batch_size).map(|_| rng.random_range(0..self.pool_size as i32)).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [self.batch_size]), &self.device);
-        Batch { coords: coords.select(0, index.clone()), targets: targets.select(0, index), fixed: false }
-    }
-
-    fn loss(&self, outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-        super::loss(&self.loss, outputs, targets)
+        let (coords, targets) = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.as_ref().is_none_or(|p| p.key != key) {
+                let (points, distances) = self.draw_pool(key.1, seed);
+                *pool = Some(self.upload(key, to_field_coords(&points), distances));
+            }
+            let pool = pool.as_ref().expect("drawn above");
+            (pool.coords.clone(), pool.targets.clone())
+        };
+        let (coords, targets) = if self.batch_size == 0 || self.batch_size >= self.pool_size {
+            (coords, targets)
+        } else {
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step);
+            let picks: Vec<i32> = (0..self.batch_size).map(|_| rng.random_range(0..self.pool_size as i32)).collect();
+            let index = Tensor::<1, Int>::from_data(TensorData::new(picks, [self.batch_size]), &self.device);
+            (coords.select(0, index.clone()), targets.select(0, index))
+        };
+        super::loss(&self.loss, field.forward_prepared(&field.prepare(coords)), targets)
     }
 
     fn evaluate(&self, field: &Field, device: &Device) -> Result<Metrics> {
@@ -272,5 +357,73 @@ impl Task for SdfTask {
         crate::run::write_atomic(&path, &surface_ply(field, &surface, self.resolution, &self.normalisation, self.chunk, device))
             .with_context(|| format!("cannot write the mesh {}", path.display()))?;
         Ok(vec![path])
+    }
+
+    /// Sphere-traced pictures: one front view, or `--orbit FRAMES` views around the object into
+    /// a new folder.
+    fn render(&self, field: &Field, request: &RenderRequest, device: &Device) -> Result<Vec<PathBuf>> {
+        if request.view.is_some() {
+            bail!("--view renders a test camera, and an SDF run has none; use --orbit FRAMES");
+        }
+        let (width, height) = request.size.unwrap_or((512, 512));
+        let shading = match request.mode {
+            RenderMode::Rgb => Shading::Lit,
+            RenderMode::Depth => Shading::Depth,
+            RenderMode::Normal => Shading::Normal,
+            RenderMode::Opacity => bail!("--mode opacity applies to radiance fields; an SDF renders rgb, depth or normal"),
+        };
+        let frames = request.orbit.unwrap_or(1);
+        if frames == 0 {
+            bail!("--orbit needs at least 1 frame");
+        }
+        let mode = request.mode.name();
+        let out = &request.out;
+        let stems: Vec<PathBuf> = if request.orbit.is_some() {
+            let folder = unused_dir(out, &format!("orbit-{mode}-{width}x{height}"));
+            std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+            (0..frames).map(|i| folder.join(format!("{i:03}"))).collect()
+        } else {
+            std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+            vec![unused_stem(out, &format!("{mode}-{width}x{height}"))]
+        };
+        let mut sdf = |points: &[f32]| field_distances(field, points, self.chunk, device);
+        let bar = indicatif::ProgressBar::new(frames as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("render [{elapsed_precise}] {wide_bar} {pos}/{len} frames ETA {eta}").expect("valid template"),
+        );
+        let mut written = Vec::new();
+        for (i, stem) in stems.iter().enumerate() {
+            let camera = Camera::orbit(i, frames, 3.0, 20.0);
+            let pixels = sphere_trace::render(&mut sdf, &camera, width, height, shading);
+            written.extend(image::save(stem, width, height, 3, &pixels, image::SampleFormat::U8)?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(written)
+    }
+
+    /// Marching cubes of the trained SDF, in the original mesh's units.
+    fn mesh(&self, field: &Field, request: &MeshRequest, device: &Device) -> Result<(PathBuf, String)> {
+        let resolution = request.resolution.unwrap_or(self.resolution);
+        if !(2..=4096).contains(&resolution) {
+            bail!("--resolution must be between 2 and 4096, got {resolution}");
+        }
+        let path = match &request.out {
+            Some(p) if p.exists() => bail!("{} already exists; nfield never overwrites a file (choose another --out)", p.display()),
+            Some(p) => p.clone(),
+            None => unused_stem(&request.run_dir, &format!("mesh-{resolution}")).with_extension("ply"),
+        };
+        let bar = indicatif::ProgressBar::new(resolution as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("mesh [{elapsed_precise}] {wide_bar} {pos}/{len} slices ETA {eta}").expect("valid template"),
+        );
+        let surface = field_surface(field, resolution, self.chunk, device, |_, _, _| bar.inc(1))?;
+        bar.finish_and_clear();
+        if surface.triangles.is_empty() {
+            bail!("the field has no zero level set inside the [-1, 1] box at resolution {resolution}: nothing to mesh (is the run trained?)");
+        }
+        let ply = surface_ply(field, &surface, resolution, &self.normalisation, self.chunk, device);
+        crate::run::write_atomic(&path, &ply)?;
+        Ok((path, format!("{} vertices, {} triangles", surface.vertices.len(), surface.triangles.len())))
     }
 }

@@ -71,14 +71,47 @@ pub fn assert_clean_error(o: &Output, needles: &[&str]) {
 
 /// Arguments that make a small, fast CPU run of any image config.
 pub fn small_run<'a>(config: &'a str, out: &'a str, name: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec!["train", config, "--device", "cpu", "--out", out, "--name", name, "--steps", steps, "--quiet",
-        "--set", "task.path=assets/test/coffee-64x48-rgb8.png", "--set", "task.crop=[64,48]"]
+    vec![
+        "train",
+        config,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--name",
+        name,
+        "--steps",
+        steps,
+        "--quiet",
+        "--set",
+        "task.path=assets/test/coffee-64x48-rgb8.png",
+        "--set",
+        "task.crop=[64,48]",
+    ]
 }
 
 /// Arguments for a short CPU run of an SDF config (on its mesh, the knot in assets/), with a
 /// small pool and a coarse evaluation grid.
 pub fn small_sdf_run<'a>(config: &'a str, out: &'a str, name: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec!["train", config, "--device", "cpu", "--out", out, "--name", name, "--steps", steps, "--quiet",
-        "--set", "task.pool_size=65536", "--set", "task.batch_size=8192", "--set", "eval.resolution=64",
-        "--set", "eval.surface_samples=20000"]
+    vec![
+        "train",
+        config,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--name",
+        name,
+        "--steps",
+        steps,
+        "--quiet",
+        "--set",
+        "task.pool_size=65536",
+        "--set",
+        "task.batch_size=8192",
+        "--set",
+        "eval.resolution=64",
+        "--set",
+        "eval.surface_samples=20000",
+    ]
 }
