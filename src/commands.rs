@@ -168,7 +168,7 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
     let train_device = device.device.clone().autodiff();
-    let task = config.task.build(&config, &train_device)?;
+    let mut task = config.task.build(&config, &train_device)?;
     for warning in task.warnings() {
         eprintln!("warning: {warning}");
     }
@@ -186,7 +186,7 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
             }
         }
     }
-    let field = train::build_field(&config, task.as_ref(), &train_device)?;
+    let field = train::build_field(&config, task.as_mut(), &train_device, args.quiet)?;
 
     // Only now is anything written: a new run directory, or a resumed run's (possibly extended) config.
     let run = match run {
@@ -262,11 +262,12 @@ fn load_run(run_dir: &Path, choice: DeviceChoice) -> Result<LoadedRun> {
     config.resolve();
     let device = device::select(choice)?;
     eprintln!("device: {}", device.description);
-    let task = config.task.build(&config, &device.device)?;
+    let mut task = config.task.build(&config, &device.device)?;
     // No importance points: the checkpoint brings NeuRBF's kernels.
     let field = Field::new(&config.model, &task.field_spec(), config.train.seed, &device.device)?;
     let mut adam = Adam::new(&config.train);
-    let (field, _) = run.load_checkpoint(field, &mut adam, &device.device)?;
+    let (field, _, state) = run.load_checkpoint(field, &mut adam, &device.device)?;
+    task.restore(&state)?;
     Ok(LoadedRun { run, config, device, task, field })
 }
 
@@ -327,7 +328,11 @@ fn render_command(args: &RenderArgs) -> Result<ExitCode> {
     };
     let written = task.render(&field, &request, &device.device)?;
     match (args.orbit, written.first()) {
-        (Some(_), Some(first)) => println!("wrote {} frames to {}", written.len(), first.parent().unwrap_or(Path::new(".")).display()),
+        (Some(frames), Some(first)) => {
+            let gif = written.iter().find(|p| p.extension().is_some_and(|e| e == "gif"));
+            let also = gif.map(|g| format!(" and {}", g.display())).unwrap_or_default();
+            println!("wrote {frames} frames to {}{also}", first.parent().unwrap_or(Path::new(".")).display());
+        }
         _ => written.iter().for_each(|p| println!("wrote {}", p.display())),
     }
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub schedule: String,
     /// `step`: steps at which the rate is multiplied by `gamma`.
     pub milestones: Vec<u64>,
+    /// `step`: shares of the budget (steps, or `max_seconds`) past which the rate is multiplied
+    /// by `gamma` (nerfacc's NeRF schedule: 0.5, 0.75, 0.9).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milestone_fractions: Vec<f64>,
     pub gamma: f64,
     /// `cosine` and `exponential`: final rate as a fraction of the initial one.
     pub final_lr_ratio: f64,
@@ -71,6 +75,17 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// Stop after this many seconds of training (0: no limit); schedules then follow the share
+    /// of this budget spent (or of `steps`, whichever is further along).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_seconds: f64,
+    /// Full evaluations after these many seconds of training, logged with their step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub eval_seconds: Vec<f64>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainConfig {
@@ -87,12 +102,15 @@ impl Default for TrainConfig {
             grid_eps: 1e-15,
             schedule: "constant".into(),
             milestones: vec![],
+            milestone_fractions: vec![],
             gamma: 0.1,
             final_lr_ratio: 0.01,
             loss: "mse".into(),
             log_every: 50,
             eval_every: 0,
             checkpoint_every: 1000,
+            max_seconds: 0.0,
+            eval_seconds: vec![],
         }
     }
 }
@@ -232,7 +250,7 @@ impl Config {
     /// Fill the defaults that depend on the task and model together; returns notes about keys of
     /// another kind that were ignored.
     pub fn resolve(&mut self) -> Vec<String> {
-        self.model.resolve(self.task.options().unbounded_outputs());
+        self.model.resolve(self.task.options().outputs());
         let (lr, grid_lr) = self.model.options().learning_rates();
         if self.train.lr == 0.0 {
             self.train.lr = lr;
@@ -264,7 +282,7 @@ impl Config {
         let source = format!("model.{key} = {value}");
         let mut config = Self::from_table(table, &source)?;
         config.validate(&source)?;
-        config.model.resolve(config.task.options().unbounded_outputs());
+        config.model.resolve(config.task.options().outputs());
         Ok(config)
     }
 

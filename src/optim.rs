@@ -109,11 +109,14 @@ impl ModuleMapper for AdamMapper<'_> {
     }
 }
 
-/// The learning-rate factor at `step` (0-based) of `total` steps.
-pub fn lr_scale(config: &TrainConfig, step: u64, total: u64) -> f64 {
-    let progress = step as f64 / total.max(1) as f64;
+/// The learning-rate factor at `step` (0-based), `progress` of the way through the budget.
+pub fn lr_scale(config: &TrainConfig, step: u64, progress: f64) -> f64 {
     match config.schedule.as_str() {
-        "step" => config.gamma.powi(config.milestones.iter().filter(|&&m| step >= m).count() as i32),
+        "step" => {
+            let passed =
+                config.milestones.iter().filter(|&&m| step >= m).count() + config.milestone_fractions.iter().filter(|&&f| progress >= f).count();
+            config.gamma.powi(passed as i32)
+        }
         // Cosine from 1 down to the floor `final_lr_ratio` (NeuRBF: lr / 100).
         "cosine" => {
             let floor = config.final_lr_ratio;
@@ -132,18 +135,22 @@ mod tests {
     #[test]
     fn schedules_start_at_one_and_reach_their_floor() {
         let mut c = TrainConfig { schedule: "cosine".into(), final_lr_ratio: 0.01, ..Default::default() };
-        assert!((lr_scale(&c, 0, 100) - 1.0).abs() < 1e-12);
-        assert!((lr_scale(&c, 100, 100) - 0.01).abs() < 1e-12);
-        assert!(lr_scale(&c, 30, 100) > lr_scale(&c, 60, 100));
+        assert!((lr_scale(&c, 0, 0.0) - 1.0).abs() < 1e-12);
+        assert!((lr_scale(&c, 100, 1.0) - 0.01).abs() < 1e-12);
+        assert!(lr_scale(&c, 30, 0.3) > lr_scale(&c, 60, 0.6));
         c.schedule = "exponential".into();
-        assert!((lr_scale(&c, 50, 100) - 0.1).abs() < 1e-12);
+        assert!((lr_scale(&c, 50, 0.5) - 0.1).abs() < 1e-12);
         c.schedule = "step".into();
         c.milestones = vec![10, 20];
         c.gamma = 0.1;
-        assert_eq!(lr_scale(&c, 9, 100), 1.0);
-        assert!((lr_scale(&c, 10, 100) - 0.1).abs() < 1e-12);
-        assert!((lr_scale(&c, 25, 100) - 0.01).abs() < 1e-12);
+        assert_eq!(lr_scale(&c, 9, 0.09), 1.0);
+        assert!((lr_scale(&c, 10, 0.1) - 0.1).abs() < 1e-12);
+        assert!((lr_scale(&c, 25, 0.25) - 0.01).abs() < 1e-12);
+        c.milestones = vec![];
+        c.milestone_fractions = vec![0.5, 0.9];
+        assert!((lr_scale(&c, 0, 0.6) - 0.1).abs() < 1e-12);
+        assert!((lr_scale(&c, 0, 0.95) - 0.01).abs() < 1e-12);
         c.schedule = "constant".into();
-        assert_eq!(lr_scale(&c, 99, 100), 1.0);
+        assert_eq!(lr_scale(&c, 99, 0.99), 1.0);
     }
 }

@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::optim::{Adam, Moments};
+use crate::tasks::TaskState;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -131,10 +132,13 @@ impl RunDir {
 
     /// Save model, optimiser and progress. Refuses (and keeps the previous checkpoint) when any
     /// value is NaN or infinite.
-    pub fn save_checkpoint<M: Module>(&self, model: &M, adam: &Adam, progress: &Progress) -> Result<()> {
+    pub fn save_checkpoint<M: Module>(&self, model: &M, adam: &Adam, progress: &Progress, task: &TaskState) -> Result<()> {
         let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (path, shape, values) in collect_params(model) {
             tensors.push((format!("model.{path}"), shape, values));
+        }
+        for (name, shape, values) in task {
+            tensors.push((format!("task.{name}"), shape.clone(), values.clone()));
         }
         let mut names: Vec<&String> = adam.state.keys().collect();
         names.sort();
@@ -164,8 +168,9 @@ impl RunDir {
         write_atomic(&self.checkpoint_path(), &data)
     }
 
-    /// Load a checkpoint into `model` (which must have the same structure) and `adam`.
-    pub fn load_checkpoint<M: Module>(&self, model: M, adam: &mut Adam, device: &Device) -> Result<(M, Progress)> {
+    /// Load a checkpoint into `model` (which must have the same structure) and `adam`; returns the
+    /// progress and the task's state.
+    pub fn load_checkpoint<M: Module>(&self, model: M, adam: &mut Adam, device: &Device) -> Result<(M, Progress, TaskState)> {
         let path = self.checkpoint_path();
         let data = fs::read(&path).with_context(|| format!("run {} has no checkpoint ({})", self.path.display(), path.display()))?;
         let bad = |e: safetensors::SafeTensorError| anyhow::anyhow!("checkpoint {} is unreadable: {e}", path.display());
@@ -206,7 +211,10 @@ impl RunDir {
         if let Some(e) = loader.error {
             bail!("checkpoint {} does not match the model: {e}", path.display());
         }
-        Ok((model, progress))
+        let mut task: TaskState =
+            values.iter().filter_map(|(name, (shape, v))| Some((name.strip_prefix("task.")?.to_string(), shape.clone(), v.clone()))).collect();
+        task.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((model, progress, task))
     }
 }
 

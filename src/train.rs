@@ -38,13 +38,44 @@ pub enum TrainOutcome {
 }
 
 /// The field a config describes for a task, on the task's device. Fields that place kernels
-/// from the target (NeuRBF) get the task's importance points.
-pub fn build_field(config: &Config, task: &dyn Task, device: &Device) -> Result<Field> {
+/// from the target (NeuRBF) get the task's importance points, from a short grid-only pre-run
+/// where the task asks for one.
+pub fn build_field(config: &Config, task: &mut dyn Task, device: &Device, quiet: bool) -> Result<Field> {
     let mut spec = task.field_spec();
     if config.model.options().places_kernels() {
-        spec.importance = task.importance().map(Arc::new);
+        let steps = task.importance_prerun();
+        let importance = match config.model.options().grid_only() {
+            Some(grid_only) if steps > 0 => {
+                let prerun = prerun(config, &grid_only, task, steps, device, quiet)?;
+                task.importance_from(&prerun, &device.clone().without_autodiff())
+            }
+            _ => task.importance(),
+        };
+        spec.importance = importance.map(Arc::new);
     }
     Field::new(&config.model, &spec, config.train.seed, device)
+}
+
+/// Train `model` (a grid-only stand-in for the real field) for `steps` with the run's optimiser
+/// settings and a constant rate; the task's own state is put back afterwards, so the real run
+/// starts as if the pre-run had not happened.
+fn prerun(config: &Config, model: &crate::fields::ModelConfig, task: &mut dyn Task, steps: u64, device: &Device, quiet: bool) -> Result<Field> {
+    let state = task.state();
+    let mut field = Field::new(model, &task.field_spec(), config.train.seed, device)?;
+    let mut adam = Adam::new(&config.train);
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(steps) };
+    bar.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta}").expect("valid template"));
+    bar.set_prefix("pre-run to place kernels");
+    for step in 0..steps {
+        task.update(&field, step)?;
+        let loss = task.loss(&field, step);
+        let grads = GradientsParams::from_grads(loss.backward(), &field);
+        field = adam.step(field, grads, 1.0);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    task.restore(&state)?;
+    Ok(field)
 }
 
 /// Train `field` on `task` (both on the training device, with autodiff) into `run`.
@@ -60,7 +91,9 @@ pub fn train(
     let mut adam = Adam::new(&config.train);
     let mut progress = Progress::default();
     if options.resume {
-        (field, progress) = run.load_checkpoint(field, &mut adam, &train_device)?;
+        let state;
+        (field, progress, state) = run.load_checkpoint(field, &mut adam, &train_device)?;
+        task.restore(&state)?;
         run.truncate_metrics_after(progress.step)?;
     }
     let t = &config.train;
@@ -81,9 +114,25 @@ pub fn train(
     };
     let steps_at_start = progress.step;
     let seconds_at_start = progress.train_seconds;
+    // Evaluations at training times (seconds), each once; evaluation time is not training time.
+    let mut marks: Vec<f64> = t.eval_seconds.iter().copied().filter(|&m| m > progress.train_seconds).collect();
+    marks.sort_by(f64::total_cmp);
     let mut clock = Instant::now();
     let mut rate_mark = (progress.step, Instant::now());
-    for step in progress.step..total {
+    let mut step = progress.step;
+    while step < total {
+        let elapsed = progress.train_seconds + clock.elapsed().as_secs_f64();
+        if t.max_seconds > 0.0 && elapsed >= t.max_seconds {
+            break;
+        }
+        if marks.first().is_some_and(|&m| elapsed >= m) {
+            let metrics = task.evaluate(&field.valid(), &device.device)?;
+            run.log_metrics(&eval_record(step, elapsed, &metrics))?;
+            marks.retain(|&m| m > elapsed);
+            clock = Instant::now();
+            progress.train_seconds = elapsed;
+            continue;
+        }
         let done = step + 1;
         let checkpoint_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done != total;
         let eval_due = t.eval_every > 0 && done % t.eval_every == 0 && done != total;
@@ -92,13 +141,19 @@ pub fn train(
         // and before anything is saved (a NaN must never reach a checkpoint).
         let read_loss = done % t.log_every == 0 || done == total || checkpoint_due || eval_due || interrupted;
 
-        let scale = lr_scale(t, step, total);
+        // The schedule follows the share of the budget spent: steps, or time when it is bounded.
+        let mut fraction = step as f64 / total.max(1) as f64;
+        if t.max_seconds > 0.0 {
+            fraction = fraction.max(elapsed / t.max_seconds);
+        }
+        let scale = lr_scale(t, step, fraction);
         task.update(&field, step)?;
         let loss = task.loss(&field, step);
         let loss_value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
         let grads = GradientsParams::from_grads(loss.backward(), &field);
         field = adam.step(field, grads, scale);
         bar.inc(1);
+        step = done;
 
         if let Some(loss) = loss_value {
             if !loss.is_finite() {
@@ -110,10 +165,14 @@ pub fn train(
             }
             let train_psnr = mse_of_loss(loss).map(|mse| round(psnr_from_mse(mse), 3));
             let seconds = progress.train_seconds + clock.elapsed().as_secs_f64();
-            run.log_metrics(&json!({
+            let mut record = json!({
                 "step": done, "seconds": round(seconds, 3), "loss": loss, "lr": t.lr * scale,
                 "train_psnr": train_psnr,
-            }))?;
+            });
+            for (k, v) in task.report() {
+                record[k] = json!(round(v, 4));
+            }
+            run.log_metrics(&record)?;
             let rate = (done - rate_mark.0) as f64 / rate_mark.1.elapsed().as_secs_f64().max(1e-9);
             rate_mark = (done, Instant::now());
             let psnr_text = train_psnr.map(|p| format!("  psnr {p:.2} dB")).unwrap_or_default();
@@ -126,7 +185,7 @@ pub fn train(
                 let metrics = task.evaluate(&field.valid(), &device.device)?;
                 run.log_metrics(&eval_record(done, progress.train_seconds, &metrics))?;
             }
-            run.save_checkpoint(&field, &adam, &progress)?;
+            run.save_checkpoint(&field, &adam, &progress, &task.state())?;
             clock = Instant::now();
             if interrupted {
                 bar.abandon();
@@ -135,18 +194,18 @@ pub fn train(
         }
     }
     progress.train_seconds += clock.elapsed().as_secs_f64();
-    progress.step = progress.step.max(total);
+    progress.step = step;
     bar.finish();
-    run.save_checkpoint(&field, &adam, &progress)?;
+    run.save_checkpoint(&field, &adam, &progress, &task.state())?;
 
     let valid = field.valid();
     let metrics = task.evaluate(&valid, &device.device)?;
-    run.log_metrics(&eval_record(total, progress.train_seconds, &metrics))?;
+    run.log_metrics(&eval_record(step, progress.train_seconds, &metrics))?;
     if config.output.reconstruction {
         task.write_outputs(&valid, &device.device, &run.path)?;
     }
     // Speed of this process's share of the run (a resumed run counts only its own steps).
-    let steps_run = total.saturating_sub(steps_at_start);
+    let steps_run = step.saturating_sub(steps_at_start);
     let seconds_run = progress.train_seconds - seconds_at_start;
     let steps_per_second = if seconds_run > 0.0 { steps_run as f64 / seconds_run } else { 0.0 };
     let mut summary = summary(config, task.kind(), device, params, &progress, steps_per_second, &metrics);
@@ -178,7 +237,7 @@ pub fn run_fresh(config: &Config, task: &dyn Task, device: &Device, quiet: bool)
         bail!("FreSh needs a target sampled on a grid; the {} task has none", task.kind());
     };
     let mut spec = task.field_spec();
-    if config.model.options().places_kernels() {
+    if config.model.options().places_kernels() && task.importance_prerun() == 0 {
         spec.importance = task.importance().map(Arc::new);
     }
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new((candidates.len() * fresh.inits) as u64) };
@@ -188,9 +247,9 @@ pub fn run_fresh(config: &Config, task: &dyn Task, device: &Device, quiet: bool)
     bar.set_prefix(format!("fresh {}", fresh.parameter));
     let report = fresh::search(&fresh.parameter, &target, &fresh.candidates, fresh.bins, fresh.inits, |i, seed| {
         let field = Field::new(&candidates[i].model, &spec, seed, device)?.for_spectrum();
-        let values = evaluate_points(&field, &coords, spec.d_in, config.eval.chunk_size, device);
+        let values = task.signal_values(evaluate_points(&field, &coords, spec.d_in, config.eval.chunk_size, device));
         bar.inc(1);
-        Ok(Signal { dims: target.dims.clone(), channels: spec.d_out, values })
+        Ok(Signal { dims: target.dims.clone(), channels: target.channels, values })
     })?;
     bar.finish_and_clear();
     let mut chosen = candidates[report.choice].clone();

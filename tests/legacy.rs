@@ -37,10 +37,12 @@ fn runs_written_before_the_split_evaluate_render_and_resume() {
         let e = run(&["eval", dir.to_str().unwrap(), "--device", "cpu"]);
         assert!(e.status.success(), "{name}: {}", stderr(&e));
         let again = summary(&dir);
-        for key in ["psnr", "ssim", "iou", "chamfer_l1", "normal_error_deg"] {
+        // Scores of the field itself repeat exactly. Scores of its marching-cubes mesh move a
+        // little since vertices keep off grid points (the mesh is clean for ordinary tools).
+        for (key, tolerance) in [("psnr", 1e-5), ("ssim", 1e-5), ("iou", 1e-5), ("chamfer_l1", 1e-2), ("normal_error_deg", 1e-2)] {
             if let Some(v) = saved[key].as_f64() {
                 let w = again[key].as_f64().unwrap_or(f64::NAN);
-                assert!((v - w).abs() <= 1e-5, "{name}: {key} was {v}, now {w}");
+                assert!((v - w).abs() <= tolerance * v.abs().max(1.0), "{name}: {key} was {v}, now {w}");
             }
         }
         assert_eq!(again["params"], saved["params"], "{name}");

@@ -177,3 +177,24 @@ fn checkpoint_loader_survives_broken_files() {
         });
     }
 }
+
+#[test]
+fn scene_loader_survives_broken_transforms() {
+    let t = tmp();
+    let mut rng = StdRng::seed_from_u64(5);
+    // A three-frame copy of the embedded scene.
+    let scene = repo().join("assets/scene");
+    let text = std::fs::read_to_string(scene.join("transforms_train.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["frames"].as_array_mut().unwrap().truncate(3);
+    let bytes = serde_json::to_vec_pretty(&json).unwrap();
+    for (i, (what, b)) in variants(&bytes, 80, &mut rng).into_iter().enumerate() {
+        let dir = t.path().join(format!("scene-{i}"));
+        std::fs::create_dir_all(dir.join("train")).unwrap();
+        for k in 0..3 {
+            std::fs::copy(scene.join(format!("train/r_{k}.png")), dir.join(format!("train/r_{k}.png"))).unwrap();
+        }
+        std::fs::write(dir.join("transforms_train.json"), &b).unwrap();
+        let _ = must_return(&format!("transforms_train.json, {what}"), move || nfield::data::scene::Scene::load(&dir, 1).map(|_| ()));
+    }
+}

@@ -43,6 +43,12 @@ fn hashgrid_fits_the_knot_then_meshes_and_renders() {
         assert!((a - b).abs() < 0.05 * b, "axis {axis}: extent {a} vs the knot's {b}");
     }
     assert_eq!(mesh.open_edges(), 0, "marching cubes left holes");
+    // Clean as ordinary tools see it (vertices merged): no edge of more than two faces, no
+    // zero-area face (5f9c1fb's mesh of the default run had 4 and 5), no floaters: this short
+    // run's tube may still break, but the knot is most of the mesh.
+    let topology = mesh.topology();
+    assert_eq!((topology.non_manifold_edges, topology.zero_area_faces, topology.boundary_edges), (0, 0, 0), "{topology:?}");
+    assert!(topology.largest_piece_share > 0.9, "{topology:?}");
 
     // eval gives the same IoU from the checkpoint.
     let e = run(&["eval", dir.to_str().unwrap(), "--device", "cpu"]);

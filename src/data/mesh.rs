@@ -15,6 +15,20 @@ pub struct Mesh {
     pub triangles: Vec<[u32; 3]>,
 }
 
+/// A mesh's soundness as ordinary tools judge it (`Mesh::topology`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Topology {
+    /// Edges with one face (holes).
+    pub boundary_edges: usize,
+    /// Edges with more than two faces.
+    pub non_manifold_edges: usize,
+    pub zero_area_faces: usize,
+    /// Connected pieces.
+    pub pieces: usize,
+    /// The largest piece's share of the faces.
+    pub largest_piece_share: f64,
+}
+
 /// The similarity that `Mesh::normalised` applied: `normalised = (original - centre) * scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalisation {
@@ -116,6 +130,27 @@ impl Mesh {
         out
     }
 
+    /// The mesh as a binary PLY with 8-bit vertex colours (MeshLab, Blender and instant-ngp's
+    /// exports use the same `red green blue` properties).
+    pub fn to_ply_with_colours(&self, colours: &[[u8; 3]]) -> Vec<u8> {
+        let header = format!(
+            "ply\nformat binary_little_endian 1.0\ncomment written by nfield\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nelement face {}\nproperty list uchar int vertex_indices\nend_header\n",
+            self.vertices.len(),
+            self.triangles.len()
+        );
+        let mut out = Vec::with_capacity(header.len() + self.vertices.len() * 15 + self.triangles.len() * 13);
+        out.extend_from_slice(header.as_bytes());
+        for (v, c) in self.vertices.iter().zip(colours) {
+            v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            out.extend_from_slice(c);
+        }
+        for t in &self.triangles {
+            out.push(3);
+            t.iter().for_each(|&i| out.extend_from_slice(&(i as i32).to_le_bytes()));
+        }
+        out
+    }
+
     /// `n` points uniformly distributed over the surface by area, each with its triangle's unit
     /// normal, from a seeded generator (the same seed gives the same points).
     pub fn surface_samples(&self, n: usize, seed: u64) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
@@ -155,6 +190,64 @@ impl Mesh {
             normals.push(fn_.map(|c| c / len));
         }
         (points, normals)
+    }
+
+    /// What ordinary mesh tools see once vertices at the same position are merged: edges not
+    /// shared by exactly two faces, faces of zero area, and connected pieces.
+    pub fn topology(&self) -> Topology {
+        let mut id_of = HashMap::new();
+        let merged: Vec<u32> = self
+            .vertices
+            .iter()
+            .map(|v| {
+                let next = id_of.len() as u32;
+                *id_of.entry(v.map(f32::to_bits)).or_insert(next)
+            })
+            .collect();
+        let triangles: Vec<[u32; 3]> = self.triangles.iter().map(|t| t.map(|i| merged[i as usize])).collect();
+        let mut edges: HashMap<(u32, u32), u32> = HashMap::new();
+        for t in &triangles {
+            for (a, b) in [(t[0], t[1]), (t[1], t[2]), (t[2], t[0])] {
+                *edges.entry((a.min(b), a.max(b))).or_default() += 1;
+            }
+        }
+        let zero_area = self
+            .triangles
+            .iter()
+            .zip(&triangles)
+            .filter(|(t, m)| {
+                let [a, b, c] = t.map(|i| self.vertices[i as usize].map(f64::from));
+                let (e, f) = ([0, 1, 2].map(|k| b[k] - a[k]), [0, 1, 2].map(|k| c[k] - a[k]));
+                let n = [e[1] * f[2] - e[2] * f[1], e[2] * f[0] - e[0] * f[2], e[0] * f[1] - e[1] * f[0]];
+                m[0] == m[1] || m[1] == m[2] || m[0] == m[2] || n.iter().all(|&v| v == 0.0)
+            })
+            .count();
+        let mut parent: Vec<u32> = (0..id_of.len() as u32).collect();
+        fn root(parent: &mut [u32], mut i: u32) -> u32 {
+            while parent[i as usize] != i {
+                parent[i as usize] = parent[parent[i as usize] as usize];
+                i = parent[i as usize];
+            }
+            i
+        }
+        for t in &triangles {
+            let a = root(&mut parent, t[0]);
+            for &v in &t[1..] {
+                let b = root(&mut parent, v);
+                parent[b as usize] = a;
+            }
+        }
+        let mut faces_of: HashMap<u32, usize> = HashMap::new();
+        for t in &triangles {
+            *faces_of.entry(root(&mut parent, t[0])).or_default() += 1;
+        }
+        Topology {
+            boundary_edges: edges.values().filter(|&&c| c == 1).count(),
+            non_manifold_edges: edges.values().filter(|&&c| c > 2).count(),
+            zero_area_faces: zero_area,
+            pieces: faces_of.len(),
+            largest_piece_share: faces_of.values().copied().max().unwrap_or(0) as f64 / triangles.len().max(1) as f64,
+        }
     }
 
     /// Edges not shared by exactly two faces (0 for a closed, manifold surface).

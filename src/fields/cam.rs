@@ -8,7 +8,7 @@
 
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData, activation::relu};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData, activation::relu};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::gather_sum::weighted_gather;
@@ -107,8 +107,19 @@ pub struct CamLookup {
     pub rows: Tensor<1, Int>,
     /// `[N, corners, 1]`.
     pub weights: Tensor<3>,
-    /// Consecutive points that form one ray, for `CamNorm::Ray` (1 otherwise).
-    pub ray_samples: usize,
+    /// Which points form one ray, for `CamNorm::Ray`.
+    pub rays: RayGroups,
+}
+
+/// How a batch of points falls into rays (for CAM's per-ray normalisation).
+// One per batch: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum RayGroups {
+    /// Every `n` consecutive points (1: points stand alone).
+    Fixed(usize),
+    /// Rays of any length: `ray[i]` is point i's ray, `points[r]` the number of points of ray r.
+    Segments { ray: Tensor<1, Int>, points: Vec<usize> },
 }
 
 /// γ and β of every modulated layer at a batch of points, handed to a decoder.
@@ -116,7 +127,7 @@ pub struct Modulation<'a> {
     cam: &'a Cam,
     /// `[N, 2 * layers]`: γ − 1, then β, as the grids store them.
     values: Tensor<2>,
-    ray_samples: usize,
+    rays: RayGroups,
 }
 
 impl Cam {
@@ -135,8 +146,8 @@ impl Cam {
     }
 
     /// Rows and weights for modulation coordinates `p: [N, dims]` in `[0, 1]`, clamped to the
-    /// border. `ray_samples` consecutive points form one ray (1 when points stand alone).
-    pub fn lookup(&self, p: Tensor<2>, ray_samples: usize) -> CamLookup {
+    /// border; `rays` says which points form one ray.
+    pub fn lookup(&self, p: Tensor<2>, rays: RayGroups) -> CamLookup {
         let [n, d] = p.dims();
         assert_eq!(d, self.resolution.len(), "CAM coordinate has {d} axes, its grid {}", self.resolution.len());
         let device = p.device();
@@ -169,17 +180,13 @@ impl Cam {
             offset += axes.iter().map(|&a| self.resolution[a] as i32).product::<i32>();
         }
         let corners = rows.len();
-        CamLookup {
-            rows: Tensor::cat(rows, 1).reshape([n * corners]),
-            weights: Tensor::cat(weights, 1).reshape([n, corners, 1]),
-            ray_samples: ray_samples.max(1),
-        }
+        CamLookup { rows: Tensor::cat(rows, 1).reshape([n * corners]), weights: Tensor::cat(weights, 1).reshape([n, corners, 1]), rays }
     }
 
     /// Interpolate every layer's γ and β once for a batch.
     pub fn modulation(&self, lookup: &CamLookup) -> Modulation<'_> {
         let values = weighted_gather(self.grids.val(), &lookup.rows, None, lookup.weights.clone());
-        Modulation { cam: self, values, ray_samples: lookup.ray_samples }
+        Modulation { cam: self, values, rays: lookup.rays.clone() }
     }
 }
 
@@ -193,11 +200,14 @@ impl Modulation<'_> {
         let count = self.cam.layers.len();
         let h = match self.cam.norm {
             CamNorm::Point => normalise_rows(h),
-            CamNorm::Ray => {
-                let [n, c] = h.dims();
-                let s = self.ray_samples;
-                normalise_rows(h.reshape([n / s, s * c])).reshape([n, c])
-            }
+            CamNorm::Ray => match &self.rays {
+                RayGroups::Fixed(s) => {
+                    let [n, c] = h.dims();
+                    let s = (*s).max(1);
+                    normalise_rows(h.reshape([n / s, s * c])).reshape([n, c])
+                }
+                RayGroups::Segments { ray, points } => normalise_segments(h, ray, points),
+            },
             CamNorm::None => h,
         };
         let scale_minus_one = self.values.clone().narrow(1, slot, 1);
@@ -219,6 +229,39 @@ fn normalise_rows(h: Tensor<2>) -> Tensor<2> {
     let centred = h.clone() - h.mean_dim(1);
     let variance = centred.clone().square().mean_dim(1);
     centred / (variance + NORM_EPS).sqrt()
+}
+
+/// Zero mean and unit (biased) variance over each ray's points and features together (GroupNorm
+/// with one group per ray), for rays of any length.
+fn normalise_segments(h: Tensor<2>, ray: &Tensor<1, Int>, points: &[usize]) -> Tensor<2> {
+    let [n, c] = h.dims();
+    let device = h.device();
+    let counts: Vec<f32> = points.iter().map(|&p| (p * c).max(1) as f32).collect();
+    let counts = Tensor::<2>::from_data(TensorData::new(counts, [points.len(), 1]), &device);
+    // Per-ray sums by scatter-add, read back per point by gather.
+    let per_ray =
+        |v: Tensor<2>| Tensor::<2>::zeros([points.len(), 1], &device).select_assign(0, ray.clone(), v, IndexingUpdateOp::Add) / counts.clone();
+    let mean = per_ray(h.clone().sum_dim(1)).select(0, ray.clone());
+    let centred = h - mean;
+    let variance = per_ray(centred.clone().square().sum_dim(1)).select(0, ray.clone());
+    debug_assert_eq!(centred.dims(), [n, c]);
+    centred / (variance + NORM_EPS).sqrt()
+}
+
+/// CAM's view-direction coordinate for unit directions (flat `[N, 3]`, z up): azimuth
+/// `atan2(y, x) / 2π + 1/2` and elevation `-(2/π) atan2(z, |xy|)` mapped to [0, 1], as CAM's
+/// mip-NeRF indexes its 10 x 3 grids.
+pub fn view_coordinates(dirs: &[f32], device: &Device) -> Tensor<2> {
+    let coords: Vec<f32> = dirs
+        .chunks_exact(3)
+        .flat_map(|d| {
+            let azimuth = d[1].atan2(d[0]) / std::f32::consts::TAU + 0.5;
+            let elevation = -std::f32::consts::FRAC_2_PI * d[2].atan2(d[0].hypot(d[1]));
+            [azimuth, 0.5 * (elevation + 1.0)]
+        })
+        .collect();
+    let n = coords.len() / 2;
+    Tensor::from_data(TensorData::new(coords, [n, 2]), device)
 }
 
 /// The axes each grid spans: the whole coordinate, or the three planes of a factored 3-D grid.
@@ -244,12 +287,12 @@ mod tests {
         let p = uniform_tensor([50, 2], 0.6, &mut rng, &device) + 0.5;
         // Scale 1, shift 0, no normalisation: exactly the unmodulated layer, bit for bit.
         let cam = Cam::new(vec![32, 32], vec![1], false, CamNorm::None, &device).unwrap();
-        let lookup = cam.lookup(p.clone(), 1);
+        let lookup = cam.lookup(p.clone(), RayGroups::Fixed(1));
         let m = cam.modulation(&lookup);
         assert_eq!(values(m.apply(1, h.clone())), values(h.clone()));
         // An unmodulated layer passes through even with normalisation on.
         let cam = Cam::new(vec![32, 32], vec![1], false, CamNorm::Point, &device).unwrap();
-        let m = cam.modulation(&cam.lookup(p, 1));
+        let m = cam.modulation(&cam.lookup(p, RayGroups::Fixed(1)));
         assert_eq!(values(m.apply(0, h.clone())), values(h.clone()));
         // A modulated one is normalised per point: zero mean, unit variance.
         assert_normalised(&values(m.apply(1, h)), 16);
@@ -272,7 +315,7 @@ mod tests {
         let cam = Cam::new(vec![10, 3], vec![0], false, CamNorm::Ray, &device).unwrap();
         let p = uniform_tensor([12, 2], 0.5, &mut rng, &device) + 0.5;
         // 4 samples x 5 features per ray.
-        assert_normalised(&values(cam.modulation(&cam.lookup(p, 4)).apply(0, h)), 20);
+        assert_normalised(&values(cam.modulation(&cam.lookup(p, RayGroups::Fixed(4))).apply(0, h)), 20);
     }
 
     /// Bilinear with corners aligned and the border clamped, against a plain-Rust reference, in
@@ -290,7 +333,7 @@ mod tests {
             cam.grids = Param::from_tensor(table);
             let points: Vec<f32> = (0..40 * dims).map(|i| ((i * 37 % 101) as f32 / 80.0) - 0.1).collect();
             let p = Tensor::<2>::from_data(TensorData::new(points.clone(), [40, dims]), &device);
-            let got = values(cam.modulation(&cam.lookup(p, 1)).values);
+            let got = values(cam.modulation(&cam.lookup(p, RayGroups::Fixed(1))).values);
             for (i, point) in points.chunks(dims).enumerate() {
                 let mut want = [0.0f32; 2];
                 let mut offset = 0;
@@ -333,7 +376,8 @@ mod tests {
         let text = "[task]\nkind = \"image\"\npath = \"x.png\"\n[model]\nkind = \"ffn\"\nwidth = 32\nfrequencies = 16\n[model.cam]\ngrid = [8, 8]\nlayers = [0, 2]\n";
         let mut config = crate::config::Config::parse(text, "test", std::path::Path::new("/"), &[]).unwrap();
         config.resolve();
-        let spec = crate::fields::FieldSpec { d_in: 2, d_out: 3, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2 };
+        let spec =
+            crate::fields::FieldSpec { d_in: 2, d_out: 3, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2, radiance: false };
         let device = Device::flex().autodiff();
         let field = crate::fields::Field::new(&config.model, &spec, 0, &device).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);

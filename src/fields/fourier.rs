@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cam::CamConfig;
 use super::mlp::{ReluMlp, normal_tensor};
-use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use super::radiance::RadianceConfig;
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs, radiance_heads};
 use crate::config::{at_least_one, positive};
 use crate::kernels::sine::sin;
 
@@ -27,27 +28,34 @@ pub struct FfnConfig {
     pub frequencies: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cam: Option<CamConfig>,
+    /// Radiance fields: the heads after the density MLP (filled in for `task.kind = "nerf"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radiance: Option<RadianceConfig>,
 }
 
 impl Default for FfnConfig {
     fn default() -> Self {
-        Self { hidden_layers: 3, width: 256, output_activation: None, sigma: 10.0, frequencies: 256, cam: None }
+        Self { hidden_layers: 3, width: 256, output_activation: None, sigma: 10.0, frequencies: 256, cam: None, radiance: None }
     }
 }
 
 impl FieldOptions for FfnConfig {
     fn validate(&self, source: &str) -> Result<()> {
         at_least_one(source, &[("model.hidden_layers", self.hidden_layers), ("model.width", self.width), ("model.frequencies", self.frequencies)])?;
-        positive(source, &[("model.sigma", self.sigma)])
+        positive(source, &[("model.sigma", self.sigma)])?;
+        self.radiance.as_ref().map_or(Ok(()), |r| r.validate(source))
     }
 
     fn learning_rates(&self) -> (f64, f64) {
         (1e-3, 1e-2)
     }
 
-    fn resolve(&mut self, unbounded_outputs: bool) {
-        let default = if unbounded_outputs { OutputActivation::None } else { OutputActivation::Sigmoid };
+    fn resolve(&mut self, outputs: Outputs) {
+        let default = if outputs == Outputs::Bounded { OutputActivation::Sigmoid } else { OutputActivation::None };
         self.output_activation.get_or_insert(default);
+        if outputs == Outputs::Radiance {
+            self.radiance.get_or_insert_with(RadianceConfig::default);
+        }
     }
 
     fn output_activation(&self) -> OutputActivation {
@@ -59,13 +67,18 @@ impl FieldOptions for FfnConfig {
     }
 
     fn hidden_layers(&self) -> usize {
-        self.hidden_layers
+        self.radiance.as_ref().map_or(self.hidden_layers, |r| r.colour_layers)
     }
 
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
         let encoding = FourierFeatures::new(spec.d_in, self.sigma, self.frequencies, rng, device);
-        let mlp = ReluMlp::new(encoding.output_dim(), self.width, self.hidden_layers, spec.d_out, rng, device);
-        Ok((Encoding::Fourier(encoding), Decoder::Relu(mlp)))
+        let d = encoding.output_dim();
+        let decoder = if spec.radiance {
+            radiance_heads(d, self.width, self.hidden_layers, self.radiance.as_ref(), rng, device)
+        } else {
+            Decoder::Relu(ReluMlp::new(d, self.width, self.hidden_layers, spec.d_out, rng, device))
+        };
+        Ok((Encoding::Fourier(encoding), decoder))
     }
 }
 

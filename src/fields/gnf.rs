@@ -13,13 +13,16 @@
 
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
+use burn::tensor::activation::{sigmoid, softplus};
 use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::grid::{GridLookup, GridSize, HashGrid, validate_grid};
 use super::mlp::{Linear, uniform_tensor};
-use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use super::radiance::RadianceConfig;
+use super::radiance::sh_count;
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs};
 use crate::config::at_least_one;
 
 /// GNF's grid encoders.
@@ -57,6 +60,9 @@ pub struct GnfConfig {
     pub log2_table_size: u32,
     pub base_resolution: usize,
     pub finest_resolution: usize,
+    /// Radiance fields: the SH degree of the colour (the other keys are unused by GNF's head).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radiance: Option<RadianceConfig>,
 }
 
 impl Default for GnfConfig {
@@ -73,6 +79,7 @@ impl Default for GnfConfig {
             log2_table_size: 19,
             base_resolution: 16,
             finest_resolution: 0,
+            radiance: None,
         }
     }
 }
@@ -80,15 +87,19 @@ impl Default for GnfConfig {
 impl FieldOptions for GnfConfig {
     fn validate(&self, source: &str) -> Result<()> {
         at_least_one(source, &[("model.neurons", self.neurons)])?;
-        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)?;
+        self.radiance.as_ref().map_or(Ok(()), |r| r.validate(source))
     }
 
     fn learning_rates(&self) -> (f64, f64) {
         (1e-2, 1e-2)
     }
 
-    fn resolve(&mut self, _unbounded_outputs: bool) {
+    fn resolve(&mut self, outputs: Outputs) {
         self.output_activation.get_or_insert(OutputActivation::None);
+        if outputs == Outputs::Radiance {
+            self.radiance.get_or_insert_with(RadianceConfig::default);
+        }
     }
 
     fn output_activation(&self) -> OutputActivation {
@@ -97,8 +108,13 @@ impl FieldOptions for GnfConfig {
 
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
         let grids = GnfGrids::new(spec, self, rng, device)?;
-        let layer = GaussianLayer::new(grids.output_dim(), self.neurons, spec.d_out, rng, device);
-        Ok((Encoding::Gnf(grids), Decoder::Gaussian(layer)))
+        let decoder = if spec.radiance {
+            let degree = self.radiance.as_ref().map_or(RadianceConfig::default().sh_degree, |r| r.sh_degree);
+            Decoder::GaussianRadiance(GaussianShHead::new(grids.output_dim(), self.neurons, degree, rng, device))
+        } else {
+            Decoder::Gaussian(GaussianLayer::new(grids.output_dim(), self.neurons, spec.d_out, rng, device))
+        };
+        Ok((Encoding::Gnf(grids), decoder))
     }
 }
 
@@ -118,6 +134,42 @@ pub struct GaussianLayer {
     /// `rho`: `[neurons, feature width]`, `beta = exp(rho)`.
     pub log_widths: Param<Tensor<2>>,
     pub output: Linear,
+}
+
+/// GNF's NeRF head: one Gaussian layer with `1 + 3 (L + 1)^2` outputs, the density
+/// `25 softplus(out_0 - 10)` (TensoRF's shift and distance scale) and per colour channel the
+/// coefficients of the view direction's harmonics up to degree L, through a sigmoid.
+#[derive(Module, Debug)]
+pub struct GaussianShHead {
+    pub layer: GaussianLayer,
+    pub sh_degree: usize,
+}
+
+impl GaussianShHead {
+    pub fn new(width: usize, neurons: usize, sh_degree: usize, rng: &mut StdRng, device: &Device) -> Self {
+        let coefficients = sh_count(sh_degree);
+        Self { layer: GaussianLayer::new(width, neurons, 1 + 3 * coefficients, rng, device), sh_degree }
+    }
+
+    pub fn sh_degree(&self) -> usize {
+        self.sh_degree
+    }
+
+    /// The density alone, `[N, 1]`.
+    pub fn density(&self, features: Tensor<2>) -> Tensor<2> {
+        softplus(self.layer.forward(features).narrow(1, 0, 1) - 10.0, 1.0) * 25.0
+    }
+
+    /// `[N, 4]`: density, then RGB, from the encoding's features and the harmonics `sh`.
+    pub fn forward(&self, features: Tensor<2>, sh: Tensor<2>) -> Tensor<2> {
+        let out = self.layer.forward(features);
+        let [n, _] = out.dims();
+        let k = sh_count(self.sh_degree);
+        let density = softplus(out.clone().narrow(1, 0, 1) - 10.0, 1.0) * 25.0;
+        let coefficients = out.narrow(1, 1, 3 * k).reshape([n, 3, k]);
+        let rgb = sigmoid((coefficients * sh.unsqueeze_dim::<3>(1)).sum_dim(2).reshape([n, 3]));
+        Tensor::cat(vec![density, rgb], 1)
+    }
 }
 
 impl GnfGrids {
@@ -230,7 +282,7 @@ mod tests {
     fn expanded_distance_matches_direct_sum() {
         let device = Device::flex();
         let mut rng = StdRng::seed_from_u64(2);
-        let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2 };
+        let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2, radiance: false };
         let options =
             GnfConfig { neurons: 5, grid_resolutions: vec![4, 6], grid_channels: vec![2, 1], grid_tiles: vec![1.0, 3.0], ..Default::default() };
         let mut grids = GnfGrids::new(&spec, &options, &mut rng, &device).unwrap();

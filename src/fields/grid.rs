@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cam::CamConfig;
 use super::mlp::{ReluMlp, uniform_tensor};
-use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use super::radiance::RadianceConfig;
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs, radiance_heads};
 use crate::config::at_least_one;
 use crate::kernels;
 
@@ -42,6 +43,9 @@ pub struct HashGridConfig {
     pub finest_resolution: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cam: Option<CamConfig>,
+    /// Radiance fields: the heads after the density MLP (filled in for `task.kind = "nerf"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radiance: Option<RadianceConfig>,
 }
 
 impl Default for HashGridConfig {
@@ -56,6 +60,7 @@ impl Default for HashGridConfig {
             base_resolution: 16,
             finest_resolution: 0,
             cam: None,
+            radiance: None,
         }
     }
 }
@@ -63,15 +68,19 @@ impl Default for HashGridConfig {
 impl FieldOptions for HashGridConfig {
     fn validate(&self, source: &str) -> Result<()> {
         at_least_one(source, &[("model.hidden_layers", self.hidden_layers), ("model.width", self.width)])?;
-        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)?;
+        self.radiance.as_ref().map_or(Ok(()), |r| r.validate(source))
     }
 
     fn learning_rates(&self) -> (f64, f64) {
         (1e-2, 1e-2)
     }
 
-    fn resolve(&mut self, _unbounded_outputs: bool) {
+    fn resolve(&mut self, outputs: Outputs) {
         self.output_activation.get_or_insert(OutputActivation::None);
+        if outputs == Outputs::Radiance {
+            self.radiance.get_or_insert_with(RadianceConfig::default);
+        }
     }
 
     fn output_activation(&self) -> OutputActivation {
@@ -83,7 +92,7 @@ impl FieldOptions for HashGridConfig {
     }
 
     fn hidden_layers(&self) -> usize {
-        self.hidden_layers
+        self.radiance.as_ref().map_or(self.hidden_layers, |r| r.colour_layers)
     }
 
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
@@ -99,8 +108,13 @@ impl FieldOptions for HashGridConfig {
             finest,
         };
         let grid = HashGrid::new(spec.d_in, size, rng, device);
-        let mlp = ReluMlp::new(grid.output_dim(), self.width, self.hidden_layers, spec.d_out, rng, device);
-        Ok((Encoding::HashGrid(grid), Decoder::Relu(mlp)))
+        let d = grid.output_dim();
+        let decoder = if spec.radiance {
+            radiance_heads(d, self.width, self.hidden_layers, self.radiance.as_ref(), rng, device)
+        } else {
+            Decoder::Relu(ReluMlp::new(d, self.width, self.hidden_layers, spec.d_out, rng, device))
+        };
+        Ok((Encoding::HashGrid(grid), decoder))
     }
 }
 

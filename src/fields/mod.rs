@@ -27,6 +27,7 @@ pub mod kmeans;
 pub mod knn;
 pub mod mlp;
 pub mod neurbf;
+pub mod radiance;
 pub mod siren;
 
 use std::sync::Arc;
@@ -54,6 +55,20 @@ pub struct FieldSpec {
     pub importance: Option<Arc<kmeans::WeightedPoints>>,
     /// Axes of the coordinate that indexes CAM's grids (the pixel for images: 2).
     pub cam_dims: usize,
+    /// The task renders volumes: the decoder is a radiance head (density and view-dependent
+    /// colour, `d_out` = 4).
+    pub radiance: bool,
+}
+
+/// What a task does with a field's outputs, which decides the decoder's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outputs {
+    /// Values in [0, 1] (colours).
+    Bounded,
+    /// Any value (distances).
+    Unbounded,
+    /// Density and view-dependent colour along rays.
+    Radiance,
 }
 
 /// What the decoder's raw output goes through.
@@ -70,20 +85,25 @@ pub trait FieldOptions {
     fn validate(&self, source: &str) -> Result<()>;
     /// The paper's learning rates of the network and of grid-like parameters.
     fn learning_rates(&self) -> (f64, f64);
-    /// Fill what depends on the task: `unbounded_outputs` for signals such as distances.
-    fn resolve(&mut self, unbounded_outputs: bool);
+    /// Fill what depends on what the task does with the outputs.
+    fn resolve(&mut self, outputs: Outputs);
     fn output_activation(&self) -> OutputActivation;
     /// CAM on the decoder, for kinds whose decoder is an MLP.
     fn cam(&self) -> Option<&cam::CamConfig> {
         None
     }
-    /// The decoder's hidden layers (what CAM can modulate).
+    /// The hidden layers CAM can modulate: the decoder's, or a radiance field's colour MLP's.
     fn hidden_layers(&self) -> usize {
         0
     }
     /// Whether the field places kernels from the target (`FieldSpec::importance`).
     fn places_kernels(&self) -> bool {
         false
+    }
+    /// The field without its adaptive part (NeuRBF's grid and decoder alone), for a pre-run that
+    /// shows where the detail is.
+    fn grid_only(&self) -> Option<ModelConfig> {
+        None
     }
     /// The encoding and decoder, initialised from `rng`.
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)>;
@@ -151,13 +171,13 @@ impl ModelConfig {
         }
     }
 
-    pub fn resolve(&mut self, unbounded_outputs: bool) {
+    pub fn resolve(&mut self, outputs: Outputs) {
         match self {
-            Self::Ffn(c) => c.resolve(unbounded_outputs),
-            Self::Siren(c) => c.resolve(unbounded_outputs),
-            Self::HashGrid(c) => c.resolve(unbounded_outputs),
-            Self::NeuRbf(c) => c.resolve(unbounded_outputs),
-            Self::Gnf(c) => c.resolve(unbounded_outputs),
+            Self::Ffn(c) => c.resolve(outputs),
+            Self::Siren(c) => c.resolve(outputs),
+            Self::HashGrid(c) => c.resolve(outputs),
+            Self::NeuRbf(c) => c.resolve(outputs),
+            Self::Gnf(c) => c.resolve(outputs),
         }
     }
 
@@ -190,6 +210,10 @@ pub enum Decoder {
     Sine(siren::SineMlp),
     ResidualSine(neurbf::ResidualSineMlp),
     Gaussian(gnf::GaussianLayer),
+    /// instant-ngp's density and colour MLPs.
+    Radiance(radiance::RadianceMlp),
+    /// GNF's Gaussian layer whose outputs are a density and the colour's SH coefficients.
+    GaussianRadiance(gnf::GaussianShHead),
 }
 
 /// What an encoding derives from the coordinates alone: computed once for points that come
@@ -207,11 +231,13 @@ pub enum Encoded {
     Grids(Vec<grid::GridLookup>),
 }
 
-/// Coordinates prepared for a field: the encoding's part and where each point reads CAM.
+/// Coordinates prepared for a field: the encoding's part, where each point reads CAM, and for
+/// radiance fields the view directions' spherical harmonics (`None`: a zero direction).
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub encoded: Encoded,
     pub cam: Option<cam::CamLookup>,
+    pub sh: Option<Tensor<2>>,
 }
 
 impl Encoding {
@@ -240,14 +266,69 @@ impl Encoding {
 }
 
 impl Decoder {
-    pub fn forward(&self, features: Tensor<2>, modulation: Option<&cam::Modulation>) -> Tensor<2> {
+    /// `sh`: the view directions' harmonics, for radiance heads (`None`: a zero direction).
+    pub fn forward(&self, features: Tensor<2>, modulation: Option<&cam::Modulation>, sh: Option<&Tensor<2>>) -> Tensor<2> {
+        let (device, n) = (features.device(), features.dims()[0]);
+        let sh_or_zero = |degree: usize| match sh {
+            Some(sh) => sh.clone(),
+            None => radiance::sh_tensor(&[0.0; 3], degree, &device).repeat_dim(0, n),
+        };
         match self {
             Self::Relu(mlp) => mlp.forward(features, modulation),
             Self::Sine(mlp) => mlp.forward(features, modulation),
             Self::ResidualSine(mlp) => mlp.forward(features, modulation),
             Self::Gaussian(layer) => layer.forward(features),
+            Self::Radiance(heads) => {
+                let degree = heads.sh_degree();
+                heads.forward(features, sh_or_zero(degree), modulation)
+            }
+            Self::GaussianRadiance(head) => {
+                let degree = head.sh_degree();
+                head.forward(features, sh_or_zero(degree))
+            }
         }
     }
+
+    /// A radiance head's density `[N, 1]`; other decoders' first output.
+    pub fn density(&self, features: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Radiance(heads) => heads.density(features),
+            Self::GaussianRadiance(head) => head.density(features),
+            _ => self.forward(features, None, None).narrow(1, 0, 1),
+        }
+    }
+
+    /// A radiance head's geometry features `[N, geo_features]` (the density MLP's outputs, the
+    /// log-density first); other decoders' outputs.
+    pub fn geometry(&self, features: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Radiance(heads) => heads.density.forward(features, None),
+            _ => self.forward(features, None, None),
+        }
+    }
+
+    /// The SH degree a radiance head reads, `None` for other decoders.
+    pub fn sh_degree(&self) -> Option<usize> {
+        match self {
+            Self::Radiance(heads) => Some(heads.sh_degree()),
+            Self::GaussianRadiance(head) => Some(head.sh_degree()),
+            _ => None,
+        }
+    }
+}
+
+/// instant-ngp's radiance heads over an encoding of `d_in` features: the density MLP is the field
+/// kind's own `hidden_layers` x `width`, the colour MLP and the harmonics come from `heads`.
+pub fn radiance_heads(
+    d_in: usize,
+    width: usize,
+    hidden_layers: usize,
+    heads: Option<&radiance::RadianceConfig>,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Decoder {
+    let heads = heads.cloned().unwrap_or_default();
+    Decoder::Radiance(radiance::RadianceMlp::new(d_in, width, hidden_layers, &heads, rng, device))
 }
 
 #[derive(Module, Debug)]
@@ -319,7 +400,8 @@ impl Field {
             }
             None => None,
         };
-        let sigmoid_output = options.output_activation() == OutputActivation::Sigmoid;
+        // Radiance heads bring their own activations.
+        let sigmoid_output = options.output_activation() == OutputActivation::Sigmoid && !spec.radiance;
         Ok(Self { encoding, decoder, cam, sigmoid_output })
     }
 
@@ -350,10 +432,23 @@ impl Field {
     /// e.g. view directions), `ray_samples` consecutive points per ray.
     pub fn prepare_with_cam(&self, x: Tensor<2>, cam_coords: Option<Tensor<2>>, ray_samples: usize) -> Prepared {
         let cam = match (&self.cam, cam_coords) {
-            (Some(c), Some(p)) => Some(c.lookup(p, ray_samples)),
+            (Some(c), Some(p)) => Some(c.lookup(p, cam::RayGroups::Fixed(ray_samples))),
             _ => None,
         };
-        Prepared { encoded: self.encoding.prepare(x), cam }
+        Prepared { encoded: self.encoding.prepare(x), cam, sh: None }
+    }
+
+    /// Points along rays for a radiance field: `dirs` their unit view directions (flat `[N, 3]`,
+    /// on the host), `rays` which ray each point belongs to (CAM's per-ray normalisation and
+    /// its view-direction coordinate need it).
+    pub fn prepare_rays(&self, x: Tensor<2>, dirs: &[f32], rays: Option<cam::RayGroups>) -> Prepared {
+        let device = x.device();
+        let sh = self.decoder.sh_degree().map(|degree| radiance::sh_tensor(dirs, degree, &device));
+        let cam = match (&self.cam, rays) {
+            (Some(c), Some(groups)) => Some(c.lookup(cam::view_coordinates(dirs, &device), groups)),
+            _ => None,
+        };
+        Prepared { encoded: self.encoding.prepare(x), cam, sh }
     }
 
     pub fn forward_prepared(&self, input: &Prepared) -> Tensor<2> {
@@ -361,8 +456,18 @@ impl Field {
             (Some(c), Some(lookup)) => Some(c.modulation(lookup)),
             _ => None,
         };
-        let y = self.decoder.forward(self.encoding.features(&input.encoded), modulation.as_ref());
+        let y = self.decoder.forward(self.encoding.features(&input.encoded), modulation.as_ref(), input.sh.as_ref());
         if self.sigmoid_output { sigmoid(y) } else { y }
+    }
+
+    /// A radiance field's geometry features at points in `[0, 1]^3` (see `Decoder::geometry`).
+    pub fn geometry(&self, x: Tensor<2>) -> Tensor<2> {
+        self.decoder.geometry(self.encoding.features(&self.encoding.prepare(x)))
+    }
+
+    /// A radiance field's density `[N, 1]` at points in `[0, 1]^3`, without the colour head.
+    pub fn density(&self, x: Tensor<2>) -> Tensor<2> {
+        self.decoder.density(self.encoding.features(&self.encoding.prepare(x)))
     }
 
     /// Trainable parameter count (fixed tensors such as Fourier frequencies and NeuRBF's frozen

@@ -20,7 +20,8 @@ use super::grid::{GridLookup, GridSize, HashGrid, validate_grid};
 use super::kmeans::{self, WeightedPoints};
 use super::knn::KdTree;
 use super::mlp::{Linear, uniform_tensor};
-use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use super::radiance::RadianceConfig;
+use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs, radiance_heads};
 use crate::config::{at_least_one, positive};
 use crate::kernels;
 
@@ -94,6 +95,9 @@ pub struct NeuRbfConfig {
     pub finest_resolution: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cam: Option<CamConfig>,
+    /// Radiance fields: the heads after the density MLP (filled in for `task.kind = "nerf"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radiance: Option<RadianceConfig>,
 }
 
 impl Default for NeuRbfConfig {
@@ -120,6 +124,7 @@ impl Default for NeuRbfConfig {
             base_resolution: 16,
             finest_resolution: 0,
             cam: None,
+            radiance: None,
         }
     }
 }
@@ -141,15 +146,19 @@ impl FieldOptions for NeuRbfConfig {
             }
         }
         positive(source, &[("model.covariance_alpha", self.covariance_alpha)])?;
-        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)
+        validate_grid(source, self.levels, self.features_per_level, self.log2_table_size, self.base_resolution)?;
+        self.radiance.as_ref().map_or(Ok(()), |r| r.validate(source))
     }
 
     fn learning_rates(&self) -> (f64, f64) {
         (1e-2, 5e-3)
     }
 
-    fn resolve(&mut self, _unbounded_outputs: bool) {
+    fn resolve(&mut self, outputs: Outputs) {
         self.output_activation.get_or_insert(OutputActivation::None);
+        if outputs == Outputs::Radiance {
+            self.radiance.get_or_insert_with(RadianceConfig::default);
+        }
     }
 
     fn output_activation(&self) -> OutputActivation {
@@ -161,17 +170,38 @@ impl FieldOptions for NeuRbfConfig {
     }
 
     fn hidden_layers(&self) -> usize {
-        self.hidden_layers
+        self.radiance.as_ref().map_or(self.hidden_layers, |r| r.colour_layers)
     }
 
     fn places_kernels(&self) -> bool {
         true
     }
 
+    /// The hash grid and the decoder settings, as a `hashgrid` field.
+    fn grid_only(&self) -> Option<super::ModelConfig> {
+        Some(super::ModelConfig::HashGrid(super::grid::HashGridConfig {
+            hidden_layers: self.hidden_layers,
+            width: self.width,
+            output_activation: self.output_activation,
+            levels: self.levels,
+            features_per_level: self.features_per_level,
+            log2_table_size: self.log2_table_size,
+            base_resolution: self.base_resolution,
+            finest_resolution: self.finest_resolution,
+            cam: None,
+            radiance: self.radiance.clone(),
+        }))
+    }
+
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
         let encoding = RbfEncoding::new(spec, self, spec.importance.as_deref(), rng, device)?;
-        let decoder = ResidualSineMlp::new(encoding.output_dim(), self, spec.d_out, rng, device);
-        Ok((Encoding::NeuRbf(encoding), Decoder::ResidualSine(decoder)))
+        let d = encoding.output_dim();
+        let decoder = if spec.radiance {
+            radiance_heads(d, self.width, self.hidden_layers, self.radiance.as_ref(), rng, device)
+        } else {
+            Decoder::ResidualSine(ResidualSineMlp::new(d, self, spec.d_out, rng, device))
+        };
+        Ok((Encoding::NeuRbf(encoding), decoder))
     }
 }
 
@@ -538,7 +568,7 @@ mod tests {
     /// PyTorch reference counts them.
     #[test]
     fn kernel_count_follows_the_budget_rule() {
-        let spec = FieldSpec { d_in: 2, d_out: 3, resolution: 256, shape: vec![256, 256], importance: None, cam_dims: 2 };
+        let spec = FieldSpec { d_in: 2, d_out: 3, resolution: 256, shape: vec![256, 256], importance: None, cam_dims: 2, radiance: false };
         let mut options = NeuRbfConfig { finest_resolution: 128, ..Default::default() };
         assert_eq!(options.kernel_count(&spec).unwrap(), 863);
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(0);

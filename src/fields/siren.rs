@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cam::{CamConfig, Modulation, modulate};
 use super::mlp::Linear;
-use super::{Coordinates, Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation};
+use super::{Coordinates, Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs};
 use crate::config::{at_least_one, positive};
 use crate::kernels::sine::sin;
 
@@ -49,7 +49,7 @@ impl FieldOptions for SirenConfig {
         (1e-4, 1e-2)
     }
 
-    fn resolve(&mut self, _unbounded_outputs: bool) {
+    fn resolve(&mut self, _outputs: Outputs) {
         self.output_activation.get_or_insert(OutputActivation::None);
     }
 
@@ -66,6 +66,9 @@ impl FieldOptions for SirenConfig {
     }
 
     fn build(&self, spec: &FieldSpec, rng: &mut StdRng, device: &Device) -> Result<(Encoding, Decoder)> {
+        if spec.radiance {
+            anyhow::bail!("model.kind = \"siren\" has no radiance head; radiance fields take hashgrid, neurbf, gnf or ffn");
+        }
         let mlp = SineMlp::new(spec.d_in, spec.d_out, self.width, self.hidden_layers, self.omega0, self.hidden_omega, rng, device);
         Ok((Encoding::Coordinates(Coordinates { dims: spec.d_in }), Decoder::Sine(mlp)))
     }

@@ -59,17 +59,33 @@ impl GatherSumOps for Flex {
         let f = grad.shape()[1];
         let (grad, rows, weights) = (contiguous_f32(&grad), indices(&rows), contiguous_f32(&weights));
         let (grad, weights) = (f32s(&grad), f32s(&weights));
-        // A fixed split into partial tables summed in order, so the result does not depend on
-        // how the threads were scheduled (training stays reproducible).
+        // Each row sums its contributions point by point within a fixed split of the points
+        // into `PARTS` ranges, then the ranges in order, so the result does not depend on how
+        // the threads were scheduled (training stays reproducible). Threads own disjoint row
+        // ranges and scan every contribution, so no partial copy of the table is made: hash
+        // tables have millions of rows.
         let per_part = n.div_ceil(PARTS).max(1);
-        let parts: Vec<Vec<f32>> = (0..n.div_ceil(per_part))
-            .into_par_iter()
-            .map(|part| {
-                let mut table = vec![0.0f32; kernels * f];
+        let parts = n.div_ceil(per_part);
+        let workers = rayon::current_num_threads().max(1);
+        let rows_per_worker = kernels.div_ceil(workers).max(1);
+        let mut table = vec![0.0f32; kernels * f];
+        table.par_chunks_mut(rows_per_worker * f).enumerate().for_each(|(worker, out)| {
+            let first = worker * rows_per_worker;
+            let owned = out.len() / f;
+            let mut partial = vec![0.0f32; out.len()];
+            // `touched[r] == part + 1`: row r has a contribution in this part.
+            let mut touched = vec![0u32; owned];
+            let mut touched_rows = Vec::new();
+            for part in 0..parts {
                 for p in part * per_part..((part + 1) * per_part).min(n) {
                     let g = &grad[p * f..][..f];
                     for j in 0..k {
-                        let row = &mut table[rows[p * k + j] * f..][..f];
+                        let Some(local) = rows[p * k + j].checked_sub(first).filter(|&r| r < owned) else { continue };
+                        if touched[local] != part as u32 + 1 {
+                            touched[local] = part as u32 + 1;
+                            touched_rows.push(local);
+                        }
+                        let row = &mut partial[local * f..][..f];
                         let w = &weights[(p * k + j) * wf..][..wf];
                         if wf == 1 {
                             row.iter_mut().zip(g).for_each(|(r, g)| *r += g * w[0]);
@@ -78,13 +94,16 @@ impl GatherSumOps for Flex {
                         }
                     }
                 }
-                table
-            })
-            .collect();
-        let mut table = vec![0.0f32; kernels * f];
-        for part in parts {
-            table.iter_mut().zip(part).for_each(|(x, y)| *x += y);
-        }
+                for &local in &touched_rows {
+                    let range = local * f..(local + 1) * f;
+                    out[range.clone()].iter_mut().zip(&mut partial[range]).for_each(|(o, p)| {
+                        *o += *p;
+                        *p = 0.0;
+                    });
+                }
+                touched_rows.clear();
+            }
+        });
         tensor(table, vec![kernels, f])
     }
 

@@ -13,6 +13,53 @@ use crate::data::mesh::Mesh;
 
 /// No vertex on this edge yet.
 const NONE: u32 = u32::MAX;
+/// How close (as a share of the edge) a vertex may come to a grid point.
+const CORNER_GAP: f32 = 1e-3;
+
+/// The mesh without its floating pieces: connected pieces (faces joined by shared vertices) with
+/// fewer faces than `min_share` of the largest piece's are dropped, and unused vertices with them.
+pub fn drop_small_pieces(mesh: &Mesh, min_share: f64) -> Mesh {
+    if min_share <= 0.0 || mesh.triangles.is_empty() {
+        return mesh.clone();
+    }
+    // Union-find over vertices; a face joins its three.
+    let mut parent: Vec<u32> = (0..mesh.vertices.len() as u32).collect();
+    fn root(parent: &mut [u32], mut i: u32) -> u32 {
+        while parent[i as usize] != i {
+            parent[i as usize] = parent[parent[i as usize] as usize];
+            i = parent[i as usize];
+        }
+        i
+    }
+    for t in &mesh.triangles {
+        let a = root(&mut parent, t[0]);
+        for &v in &t[1..] {
+            let b = root(&mut parent, v);
+            parent[b as usize] = a;
+        }
+    }
+    let mut faces_of = std::collections::HashMap::<u32, usize>::new();
+    let piece: Vec<u32> = mesh.triangles.iter().map(|t| root(&mut parent, t[0])).collect();
+    piece.iter().for_each(|&p| *faces_of.entry(p).or_default() += 1);
+    let largest = faces_of.values().copied().max().unwrap_or(0);
+    let keep = |p: &u32| faces_of[p] as f64 >= min_share * largest as f64;
+    let mut new_id = vec![NONE; mesh.vertices.len()];
+    let mut out = Mesh { vertices: Vec::new(), triangles: Vec::new() };
+    for (t, p) in mesh.triangles.iter().zip(&piece) {
+        if !keep(p) {
+            continue;
+        }
+        let ids = t.map(|v| {
+            if new_id[v as usize] == NONE {
+                new_id[v as usize] = out.vertices.len() as u32;
+                out.vertices.push(mesh.vertices[v as usize]);
+            }
+            new_id[v as usize]
+        });
+        out.triangles.push(ids);
+    }
+    out
+}
 
 /// Corner `c` of a cube (bits: x, y, z) as an offset.
 fn corner_offset(c: usize) -> [usize; 3] {
@@ -79,7 +126,9 @@ pub fn marching_cubes(resolution: usize, lo: f32, hi: f32, mut slice: impl FnMut
                     let slot = ((y + oa[1]) * r + x + oa[0]) * 3 + axis;
                     let ids = if oa[2] == 0 { &mut below } else { &mut above };
                     if ids[slot] == NONE {
-                        let t = v[a] / (v[a] - v[b]);
+                        // Kept off the corners: a level set through a grid point would put
+                        // several vertices on one spot (non-manifold, zero-area faces).
+                        let t = (v[a] / (v[a] - v[b])).clamp(CORNER_GAP, 1.0 - CORNER_GAP);
                         let p = [0, 1, 2].map(|k| {
                             let g = [x, y, z][k] as f32 + oa[k] as f32 + t * (ob[k] as f32 - oa[k] as f32);
                             lo + g * step

@@ -4,6 +4,7 @@
 
 pub mod marching_cubes;
 pub mod sphere_trace;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 

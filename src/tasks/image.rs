@@ -163,6 +163,7 @@ impl Task for ImageTask {
             shape: vec![image.width, image.height],
             importance: None,
             cam_dims: 2,
+            radiance: false,
         }
     }
 

@@ -7,6 +7,7 @@
 //! impl in one file here, and list the kind in `TaskConfig`.
 
 pub mod image;
+pub mod nerf;
 pub mod sdf;
 
 use std::path::{Path, PathBuf};
@@ -16,18 +17,23 @@ use burn::tensor::{Device, Tensor};
 
 use crate::config::{Config, EvalConfig, field_names, kind_table, kind_to_table, take_kind, to_table};
 use crate::fields::kmeans::WeightedPoints;
-use crate::fields::{Field, FieldSpec};
+use crate::fields::{Field, FieldSpec, Outputs};
 use crate::fresh::Signal;
 use crate::render::RenderMode;
 
 /// Evaluation results in a stable order, as written to `metrics.jsonl` and `summary.json`.
 pub type Metrics = Vec<(String, f64)>;
 
+/// A task's own state that checkpoints keep (name, shape, values): a radiance field's occupancy
+/// grid, say.
+pub type TaskState = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// `[task]` (and the task's `[eval]` keys): one task kind's options, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskConfig {
     Image { task: image::ImageOptions, eval: image::ImageEval },
     Sdf { task: sdf::SdfOptions, eval: sdf::SdfEval },
+    Nerf { task: nerf::NerfOptions, eval: nerf::NerfEval },
 }
 
 /// What every task kind's options tell the rest of the config before the task is built.
@@ -35,9 +41,9 @@ pub trait TaskOptions {
     /// The target: an image, a mesh, a scene folder.
     fn path(&self) -> &Path;
     fn validate(&self, source: &str) -> Result<()>;
-    /// Outputs that may take any value (distances), so fields default to no output activation.
-    fn unbounded_outputs(&self) -> bool {
-        false
+    /// What the task does with the field's outputs (colours by default).
+    fn outputs(&self) -> Outputs {
+        Outputs::Bounded
     }
     /// Axes of the coordinate that indexes CAM's grids, and what it is.
     fn cam_coordinate(&self) -> (usize, &'static str);
@@ -48,20 +54,24 @@ pub trait TaskOptions {
 }
 
 impl TaskConfig {
-    pub const KINDS: &[&str] = &["image", "sdf"];
+    pub const KINDS: &[&str] = &["image", "sdf", "nerf"];
 
     /// The `[task]` table and the non-shared `[eval]` keys as a kind's options; keys of other
     /// kinds are dropped with a note.
     pub fn from_tables(mut task: toml::Table, eval: toml::Table, source: &str, notes: &mut Vec<String>) -> Result<Self> {
         let kind = take_kind(&mut task, "task", Self::KINDS, source)?;
-        let tasks = [field_names::<image::ImageOptions>(), field_names::<sdf::SdfOptions>()];
-        let evals = [field_names::<image::ImageEval>(), field_names::<sdf::SdfEval>()];
+        let tasks = [field_names::<image::ImageOptions>(), field_names::<sdf::SdfOptions>(), field_names::<nerf::NerfOptions>()];
+        let evals = [field_names::<image::ImageEval>(), field_names::<sdf::SdfEval>(), field_names::<nerf::NerfEval>()];
         Ok(match kind {
             "image" => Self::Image {
                 task: kind_table(task, "task", kind, &tasks, &[], source, notes)?,
                 eval: kind_table(eval, "eval", kind, &evals, field_names::<EvalConfig>(), source, notes)?,
             },
-            _ => Self::Sdf {
+            "sdf" => Self::Sdf {
+                task: kind_table(task, "task", kind, &tasks, &[], source, notes)?,
+                eval: kind_table(eval, "eval", kind, &evals, field_names::<EvalConfig>(), source, notes)?,
+            },
+            _ => Self::Nerf {
                 task: kind_table(task, "task", kind, &tasks, &[], source, notes)?,
                 eval: kind_table(eval, "eval", kind, &evals, field_names::<EvalConfig>(), source, notes)?,
             },
@@ -72,6 +82,7 @@ impl TaskConfig {
         match self {
             Self::Image { .. } => "image",
             Self::Sdf { .. } => "sdf",
+            Self::Nerf { .. } => "nerf",
         }
     }
 
@@ -79,6 +90,7 @@ impl TaskConfig {
         match self {
             Self::Image { task, .. } => task,
             Self::Sdf { task, .. } => task,
+            Self::Nerf { task, .. } => task,
         }
     }
 
@@ -86,6 +98,10 @@ impl TaskConfig {
         match self {
             Self::Image { task, .. } => task.validate(source),
             Self::Sdf { task, eval } => {
+                task.validate(source)?;
+                eval.validate(source)
+            }
+            Self::Nerf { task, eval } => {
                 task.validate(source)?;
                 eval.validate(source)
             }
@@ -97,6 +113,7 @@ impl TaskConfig {
         match self {
             Self::Image { task, .. } => &mut task.path,
             Self::Sdf { task, .. } => &mut task.path,
+            Self::Nerf { task, .. } => &mut task.path,
         }
     }
 
@@ -105,6 +122,7 @@ impl TaskConfig {
         match self {
             Self::Image { task, eval } => (kind_to_table(self.kind(), task), to_table(eval)),
             Self::Sdf { task, eval } => (kind_to_table(self.kind(), task), to_table(eval)),
+            Self::Nerf { task, eval } => (kind_to_table(self.kind(), task), to_table(eval)),
         }
     }
 
@@ -114,6 +132,7 @@ impl TaskConfig {
         Ok(match self {
             Self::Image { task, .. } => Box::new(image::ImageTask::new(task, config, device)?),
             Self::Sdf { task, eval } => Box::new(sdf::SdfTask::new(task, eval, config, device)?),
+            Self::Nerf { task, eval } => Box::new(nerf::NerfTask::new(task, eval, config, device)?),
         })
     }
 }
@@ -155,10 +174,23 @@ pub trait Task {
     fn importance(&self) -> Option<WeightedPoints> {
         None
     }
+    /// Steps of a grid-only pre-run whose field `importance_from` reads, for tasks whose detail
+    /// is known only after fitting something (radiance fields); 0: `importance` needs none.
+    fn importance_prerun(&self) -> u64 {
+        0
+    }
+    /// The importance points, read from a field the pre-run trained.
+    fn importance_from(&self, _field: &Field, _device: &Device) -> Option<WeightedPoints> {
+        None
+    }
     /// The target on its own sample grid, and the coordinates of those samples (flat
     /// `[N, d_in]`), for FreSh's spectra.
     fn signal(&self) -> Option<(Vec<f32>, Signal)> {
         None
+    }
+    /// FreSh: the field's outputs (flat `[N, d_out]`) as the signal's channels.
+    fn signal_values(&self, outputs: Vec<f32>) -> Vec<f32> {
+        outputs
     }
     /// The training loss of `field` at `step` (a one-element tensor): the task draws the step's
     /// batch, runs the field on it and compares. The same `(train.seed, step)` gives the same
@@ -166,6 +198,18 @@ pub trait Task {
     fn loss(&mut self, field: &Field, step: u64) -> Tensor<1>;
     /// Update the task's own state from the field before `step` (an occupancy grid, say).
     fn update(&mut self, _field: &Field, _step: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Numbers about the last step worth logging beside the loss (samples per ray, say).
+    fn report(&self) -> Metrics {
+        Vec::new()
+    }
+    /// The task's own state, for checkpoints.
+    fn state(&self) -> TaskState {
+        Vec::new()
+    }
+    /// Take back a state `state` wrote (a resumed or reloaded run).
+    fn restore(&mut self, _state: &TaskState) -> Result<()> {
         Ok(())
     }
     /// Full evaluation of a field on the device without autodiff.

@@ -23,10 +23,10 @@ use crate::data::image;
 use crate::data::mesh::{Mesh, Normalisation};
 use crate::data::sdf::MeshSdf;
 use crate::fields::kmeans::WeightedPoints;
-use crate::fields::{Field, FieldSpec};
+use crate::fields::{Field, FieldSpec, Outputs};
 use crate::fresh::Signal;
 use crate::metrics::{self, Occupancy};
-use crate::render::marching_cubes::marching_cubes;
+use crate::render::marching_cubes::{drop_small_pieces, marching_cubes};
 use crate::render::sphere_trace::{self, Camera, Shading};
 use crate::render::{RenderMode, evaluate_points, unused_dir, unused_stem};
 
@@ -64,11 +64,14 @@ pub struct SdfEval {
     pub surface_samples: usize,
     /// The F-score's distance threshold, in the `[-1, 1]` box's units.
     pub fscore_threshold: f64,
+    /// Written meshes (`mesh.ply`, `nfield mesh`) drop floating pieces with fewer faces than this
+    /// share of the largest piece's (0 keeps every piece); the scores use the whole surface.
+    pub min_piece: f64,
 }
 
 impl Default for SdfEval {
     fn default() -> Self {
-        Self { resolution: 256, surface_samples: 100_000, fscore_threshold: 0.01 }
+        Self { resolution: 256, surface_samples: 100_000, fscore_threshold: 0.01, min_piece: 0.01 }
     }
 }
 
@@ -87,8 +90,8 @@ impl TaskOptions for SdfOptions {
         at_least_one(source, &[("task.pool_size", self.pool_size), ("task.pool_refresh", self.pool_refresh as usize)])
     }
 
-    fn unbounded_outputs(&self) -> bool {
-        true
+    fn outputs(&self) -> Outputs {
+        Outputs::Unbounded
     }
 
     fn cam_coordinate(&self) -> (usize, &'static str) {
@@ -104,6 +107,9 @@ impl SdfEval {
         at_least_one(source, &[("eval.surface_samples", self.surface_samples)])?;
         if !(self.fscore_threshold > 0.0 && self.fscore_threshold.is_finite()) {
             bail!("{source}: eval.fscore_threshold must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&self.min_piece) {
+            bail!("{source}: eval.min_piece must be a share between 0 and 1");
         }
         Ok(())
     }
@@ -127,6 +133,7 @@ pub struct SdfTask {
     resolution: usize,
     surface_samples: usize,
     fscore_threshold: f64,
+    min_piece: f64,
     chunk: usize,
     /// `train.seed`: the pools a run draws (the first one also places NeuRBF's kernels).
     seed: u64,
@@ -234,6 +241,7 @@ impl SdfTask {
             resolution: eval.resolution,
             surface_samples: eval.surface_samples,
             fscore_threshold: eval.fscore_threshold,
+            min_piece: eval.min_piece,
             chunk: config.eval.chunk_size,
             seed: config.train.seed,
             device: device.clone(),
@@ -275,7 +283,7 @@ impl Task for SdfTask {
     /// Points in, one signed distance out. The resolution is NeuRBF's 1024^3 evaluation grid,
     /// which bounds its kernel widths and sets grids' finest level when a config leaves it at 0.
     fn field_spec(&self) -> FieldSpec {
-        FieldSpec { d_in: 3, d_out: 1, resolution: 1024, shape: vec![1024; 3], importance: None, cam_dims: 3 }
+        FieldSpec { d_in: 3, d_out: 1, resolution: 1024, shape: vec![1024; 3], importance: None, cam_dims: 3, radiance: false }
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -354,6 +362,7 @@ impl Task for SdfTask {
             None => field_surface(field, self.resolution, self.chunk, device, |_, _, _| {})?,
         };
         let path = run_dir.join("mesh.ply");
+        let surface = drop_small_pieces(&surface, self.min_piece);
         crate::run::write_atomic(&path, &surface_ply(field, &surface, self.resolution, &self.normalisation, self.chunk, device))
             .with_context(|| format!("cannot write the mesh {}", path.display()))?;
         Ok(vec![path])
@@ -422,6 +431,7 @@ impl Task for SdfTask {
         if surface.triangles.is_empty() {
             bail!("the field has no zero level set inside the [-1, 1] box at resolution {resolution}: nothing to mesh (is the run trained?)");
         }
+        let surface = drop_small_pieces(&surface, self.min_piece);
         let ply = surface_ply(field, &surface, resolution, &self.normalisation, self.chunk, device);
         crate::run::write_atomic(&path, &ply)?;
         Ok((path, format!("{} vertices, {} triangles", surface.vertices.len(), surface.triangles.len())))
