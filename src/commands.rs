@@ -14,6 +14,7 @@ use crate::fields::Field;
 use crate::optim::Adam;
 use crate::render::RenderMode;
 use crate::run::RunDir;
+use crate::sweep::{self, RunState, Sweep};
 use crate::tasks::{MeshRequest, RenderRequest, Task};
 use crate::train::{self, TrainOptions, TrainOutcome};
 
@@ -48,6 +49,20 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceChoice,
+    },
+    /// Many runs from one config: the product of --grid lists (and --seeds), here (--jobs) or as a
+    /// Slurm job array (--slurm). The same command again resumes the sweep.
+    Sweep(SweepArgs),
+    /// The table of a sweep's scores (means over seeds), Markdown or CSV; it works while the
+    /// sweep runs and says how many runs of each point finished.
+    Table {
+        dir: PathBuf,
+        /// Comma-separated values instead of Markdown.
+        #[arg(long)]
+        csv: bool,
+        /// Average over this swept key too, as over seeds (repeatable), e.g. task.path.
+        #[arg(long, value_name = "KEY")]
+        average: Vec<String>,
     },
     /// Run FreSh on a config's [fresh] table: print each candidate's spectral distance and the choice.
     Fresh {
@@ -84,6 +99,55 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    pub config: PathBuf,
+    /// Override a config key for every run (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A key and its values, `KEY=[v1,v2,...]` (repeatable; runs are the product of the lists).
+    #[arg(long = "grid", value_name = "KEY=[V,...]")]
+    pub grid: Vec<String>,
+    /// Repeat every point with train.seed = 0 .. N-1.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// The sweep's folder name (default: the config's name plus "-sweep").
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder that holds the sweep's folder.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Runs at once on this machine, the cores split between them.
+    #[arg(long, default_value_t = 1, conflicts_with = "slurm")]
+    pub jobs: usize,
+    /// Write a Slurm job-array script (one array task per run) instead of running here.
+    #[arg(long)]
+    pub slurm: bool,
+    /// With --slurm: submit the unfinished runs with sbatch and print the job id.
+    #[arg(long, requires = "slurm")]
+    pub submit: bool,
+    /// Slurm partition (else [sweep.slurm] partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm time limit per run, e.g. 2:00:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per run.
+    #[arg(long)]
+    pub cpus: Option<usize>,
+    /// Memory per run, e.g. 16G.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// GPUs per run.
+    #[arg(long)]
+    pub gpus: Option<usize>,
+    /// Runs at once on the cluster (--array=...%M).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
 }
 
 #[derive(Args, Debug)]
@@ -124,7 +188,133 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Render(args)) => render_command(&args),
         Some(Command::Mesh { run_dir, resolution, out, device }) => mesh_command(&run_dir, resolution, out, device),
         Some(Command::Fresh { config, set, device }) => fresh_command(&config, &set, device),
+        Some(Command::Sweep(args)) => sweep_command(&args),
+        Some(Command::Table { dir, csv, average }) => {
+            print!("{}", sweep::table(&dir, csv, &average)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `nfield sweep`: plan every point (refusing bad ones before anything starts), then run them
+/// here or hand them to Slurm.
+fn sweep_command(args: &SweepArgs) -> Result<ExitCode> {
+    if args.seeds == 0 || args.jobs == 0 {
+        bail!("--seeds and --jobs must be at least 1");
+    }
+    let plan = Sweep::plan(&args.config, &args.set, &args.grid, args.seeds)?;
+    let stem = args.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
+    let name = args.name.clone().unwrap_or_else(|| format!("{stem}-sweep"));
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        bail!("--name {name:?} must be a plain folder name");
+    }
+    let dir = std::path::absolute(args.out.join(&name)).unwrap_or_else(|_| args.out.join(&name));
+    plan.open(&dir)?;
+    let device = args.device.name();
+    if args.slurm {
+        let base = Config::load(&args.config, &args.set)?;
+        let mut slurm = base.sweep.map(|s| s.slurm).unwrap_or_default();
+        slurm.partition = args.partition.clone().or(slurm.partition);
+        slurm.time = args.time.clone().or(slurm.time);
+        slurm.memory = args.memory.clone().or(slurm.memory);
+        slurm.cpus = args.cpus.unwrap_or(slurm.cpus);
+        slurm.gpus = args.gpus.unwrap_or(slurm.gpus);
+        slurm.max_parallel = args.max_parallel.unwrap_or(slurm.max_parallel);
+        let nfield = std::env::current_exe().context("cannot find the nfield binary for the script")?;
+        let script = dir.join("slurm.sh");
+        crate::run::write_atomic(&script, plan.slurm_script(&dir, &nfield, device, &slurm).as_bytes())?;
+        std::fs::create_dir_all(dir.join("slurm"))?;
+        eprintln!("wrote {} ({} runs)", script.display(), plan.runs.len());
+        let pending: Vec<usize> = (0..plan.runs.len()).filter(|&i| Sweep::state(&dir, &plan.runs[i]) != RunState::Finished).collect();
+        if !args.submit {
+            eprintln!(
+                "submit it with: sbatch --array=0-{} {}  (a failed task alone: sbatch --array=I {})",
+                plan.runs.len() - 1,
+                script.display(),
+                script.display()
+            );
+        } else if pending.is_empty() {
+            eprintln!("every run of the sweep has finished; nothing to submit");
+        } else {
+            let id = sweep::submit(&script, &pending, slurm.max_parallel)?;
+            eprintln!("submitted {} runs as Slurm job {id}; `nfield table {}` follows them", pending.len(), dir.display());
+            println!("job: {id}");
+        }
+        println!("sweep: {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed = run_sweep_here(&plan, &dir, args.jobs, device)?;
+    print!("{}", sweep::table(&dir, false, &[])?);
+    println!("sweep: {}", dir.display());
+    match failed {
+        SweepOutcome::Done(0) => Ok(ExitCode::SUCCESS),
+        SweepOutcome::Done(n) => {
+            eprintln!("{n} runs failed; their logs are in {} (run the same command again to retry them)", dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+        SweepOutcome::Interrupted => {
+            eprintln!("interrupted; run the same command again to resume the sweep");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+enum SweepOutcome {
+    /// Every run was tried; this many failed.
+    Done(usize),
+    Interrupted,
+}
+
+/// Run the unfinished runs of a sweep as child `nfield train` processes, `jobs` at a time with
+/// the cores split between them; each child's messages go to `<run>.log` in the sweep folder.
+fn run_sweep_here(plan: &Sweep, dir: &Path, jobs: usize, device: &str) -> Result<SweepOutcome> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / jobs).max(1);
+    let exe = std::env::current_exe().context("cannot find the nfield binary")?;
+    let pending: Vec<&sweep::SweepRun> = plan.runs.iter().filter(|r| Sweep::state(dir, r) != RunState::Finished).collect();
+    let bar = indicatif::ProgressBar::new(plan.runs.len() as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("sweep [{elapsed_precise}] {wide_bar} {pos}/{len} runs {msg}").expect("valid template"));
+    bar.set_position((plan.runs.len() - pending.len()) as u64);
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // Ctrl-C reaches the children too (they checkpoint and stop); the sweep stops starting runs.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let (mut queue, mut running, mut failed) = (pending.into_iter(), Vec::new(), 0);
+    loop {
+        while running.len() < jobs && !interrupt.load(Ordering::SeqCst) {
+            let Some(run) = queue.next() else { break };
+            let log = std::fs::File::create(dir.join(format!("{}.log", run.name))).with_context(|| format!("cannot write {}.log", run.name))?;
+            let child = std::process::Command::new(&exe)
+                .args(Sweep::train_args(dir, run))
+                .args(["--device", device])
+                .env("RAYON_NUM_THREADS", threads.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("cannot start nfield train")?;
+            running.push((run.name.clone(), child));
+        }
+        if running.is_empty() {
+            break;
+        }
+        bar.set_message(running.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut still = Vec::new();
+        for (name, mut child) in running {
+            match child.try_wait()? {
+                None => still.push((name, child)),
+                Some(status) if status.success() => bar.inc(1),
+                Some(status) if status.code() == Some(130) => {}
+                Some(_) => {
+                    failed += 1;
+                    bar.println(format!("failed: {name} (see {})", dir.join(format!("{name}.log")).display()));
+                }
+            }
+        }
+        running = still;
+    }
+    bar.finish_and_clear();
+    Ok(if interrupt.load(Ordering::SeqCst) { SweepOutcome::Interrupted } else { SweepOutcome::Done(failed) })
 }
 
 fn train_command(args: TrainArgs) -> Result<ExitCode> {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fields::ModelConfig;
 use crate::fresh::FreshConfig;
+use crate::sweep::SweepConfig;
 use crate::tasks::TaskConfig;
 
 /// The default experiment, compiled in so `nfield` with no arguments works from anywhere.
@@ -35,6 +36,8 @@ pub struct Config {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub output: OutputConfig,
+    /// What sweeps of this config need (`[sweep.slurm]`); training ignores it.
+    pub sweep: Option<SweepConfig>,
     /// Keys of another kind that parsing dropped; `resolve` hands them out as notes.
     notes: Vec<String>,
 }
@@ -159,6 +162,8 @@ struct Tables {
     eval: toml::Table,
     #[serde(default)]
     output: OutputConfig,
+    #[serde(default)]
+    sweep: Option<SweepConfig>,
 }
 
 impl Config {
@@ -207,6 +212,7 @@ impl Config {
             train: tables.train,
             eval: deserialize(toml::Value::Table(shared_eval), "eval", source)?,
             output: tables.output,
+            sweep: tables.sweep,
             notes,
         })
     }
@@ -300,6 +306,9 @@ impl Config {
         table.insert("train".into(), to_table(&self.train).into());
         table.insert("eval".into(), eval.into());
         table.insert("output".into(), to_table(&self.output).into());
+        if let Some(sweep) = &self.sweep {
+            table.insert("sweep".into(), to_table(sweep).into());
+        }
         table
     }
 

@@ -15,6 +15,19 @@ pub enum DeviceChoice {
     Cpu,
 }
 
+impl DeviceChoice {
+    /// The name `--device` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Wgpu => "wgpu",
+            Self::Vulkan => "vulkan",
+            Self::Cuda => "cuda",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
 /// A device ready for tensors, with a name for humans and summaries.
 #[derive(Clone)]
 pub struct SelectedDevice {

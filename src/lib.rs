@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod optim;
 pub mod render;
 pub mod run;
+pub mod sweep;
 pub mod tasks;
 pub mod train;

@@ -93,7 +93,7 @@ impl Default for NerfOptions {
             background: Background::Random,
             march_steps: 1024,
             max_samples: 1024,
-            early_stop: true,
+            early_stop: false,
             occupancy_resolution: 128,
             occupancy_decay: 0.95,
             occupancy_threshold: 0.01,
