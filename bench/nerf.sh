@@ -9,6 +9,8 @@
 #   MODELS="hashgrid neurbf gnf hashgrid_cam" PEER_RUNS=0 SIZES=4 MINUTES=10 bench/nerf.sh
 #   bench/nerf.sh --table                           # only print the table of what finished
 #
+# Every field gets the reference's grid (16 levels x 2 features, 2^17 entries per level, 16 to
+# 1024; the configs have instant-ngp's 2^19 and 2048), so the hash grids compare at equal size.
 # Runs go to bench/results/nerf-<MINUTES>min/ (finished ones are skipped); the table is printed
 # and written to bench/nerf-<MINUTES>min.md, which is committed.
 DEVICE="${DEVICE:-cpu}"
@@ -28,7 +30,7 @@ if [ "${1:-}" != "--table" ]; then
     for model in $MODELS; do
       train_run "$model-ds$size" "configs/nerf/$model.toml" --set "task.path=$SCENE" --set "task.downscale=$size" \
         --set train.steps=100000000 --set "train.max_seconds=$((MINUTES * 60))" --set "train.eval_seconds=[$marks]" \
-        --set eval.views=10 --set train.checkpoint_every=0
+        --set eval.views=10 --set train.checkpoint_every=0 --set model.log2_table_size=17 --set model.finest_resolution=1024
     done
     ref="$OUT/reference-ds$size.json"
     if [ "$PEER_RUNS" = 1 ] && [ ! -f "$ref" ]; then
