@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
@@ -16,7 +17,8 @@ use crate::render::RenderMode;
 use crate::run::RunDir;
 use crate::sweep::{self, RunState, Sweep};
 use crate::tasks::{MeshRequest, RenderRequest, Task};
-use crate::train::{self, TrainOptions, TrainOutcome};
+use crate::train::{self, TrainObserver, TrainOptions, TrainOutcome};
+use crate::viewer::{self, LiveTraining, ViewerInput, ViewerOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "nfield", version, about = "Fit neural fields to images, SDFs and radiance fields, and render them.")]
@@ -64,6 +66,8 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         average: Vec<String>,
     },
+    /// Open the viewer window on a finished run, or train a config with the window open.
+    View(ViewArgs),
     /// Run FreSh on a config's [fresh] table: print each candidate's spectral distance and the choice.
     Fresh {
         config: PathBuf,
@@ -99,6 +103,34 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Train with the viewer window open (closing it stops training at a checkpoint).
+    #[arg(long)]
+    pub viewer: bool,
+    /// With --viewer: close the window when training finishes.
+    #[arg(long, requires = "viewer")]
+    pub exit_when_done: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ViewArgs {
+    /// A run directory, or a config to train with the window open.
+    pub target: PathBuf,
+    /// Override a config key when training a config (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Render FRAMES pictures (an orbit turns once), save the window to this PNG and exit.
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
+    #[arg(long, default_value_t = 30)]
+    pub frames: usize,
+    /// The picture's size (the window adds its side panel), e.g. 800x800.
+    #[arg(long, value_parser = parse_size, default_value = "640x480")]
+    pub size: (usize, usize),
+    /// Folder for the run when training a config.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
 }
 
 #[derive(Args, Debug)]
@@ -189,6 +221,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Mesh { run_dir, resolution, out, device }) => mesh_command(&run_dir, resolution, out, device),
         Some(Command::Fresh { config, set, device }) => fresh_command(&config, &set, device),
         Some(Command::Sweep(args)) => sweep_command(&args),
+        Some(Command::View(args)) => view_command(&args),
         Some(Command::Table { dir, csv, average }) => {
             print!("{}", sweep::table(&dir, csv, &average)?);
             Ok(ExitCode::SUCCESS)
@@ -317,7 +350,41 @@ fn run_sweep_here(plan: &Sweep, dir: &Path, jobs: usize, device: &str) -> Result
     Ok(if interrupt.load(Ordering::SeqCst) { SweepOutcome::Interrupted } else { SweepOutcome::Done(failed) })
 }
 
+/// A training run ready to go: config resolved, inputs loaded, field built, run directory made.
+struct Training {
+    config: Config,
+    task: Box<dyn Task>,
+    field: Field,
+    run: RunDir,
+    device: SelectedDevice,
+    resume: bool,
+}
+
 fn train_command(args: TrainArgs) -> Result<ExitCode> {
+    if args.viewer {
+        viewer::check_display()?;
+    }
+    let training = start_training(&args)?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // First Ctrl-C: finish the step, save a checkpoint, stop. A second one exits at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    if args.viewer {
+        let options = ViewerOptions { screenshot: None, frames: 0, size: (640, 480), exit_when_done: args.exit_when_done };
+        return train_in_viewer(training, interrupt, options);
+    }
+    let Training { config, task, field, run, device, resume } = training;
+    let options = TrainOptions { quiet: args.quiet, interrupt, resume, observer: None };
+    report_training(train::train(&config, task, field, &run, &device, options), &run)
+}
+
+/// Everything up to the run directory: nothing is written before the config, the inputs and the
+/// field have been checked.
+fn start_training(args: &TrainArgs) -> Result<Training> {
     let resume = args.resume.is_some();
     let (config, run, stem) = if let Some(dir) = &args.resume {
         if args.config.is_some() {
@@ -388,17 +455,39 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
         run.write_fresh(report)?;
     }
     eprintln!("run directory: {}", run.path.display());
+    Ok(Training { config, task, field, run, device, resume })
+}
 
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    // First Ctrl-C: finish the step, save a checkpoint, stop. A second one exits at once.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-    let options = TrainOptions { quiet: args.quiet, interrupt, resume };
-    let outcome = train::train(&config, task, field, &run, &device, &options);
+/// Train in a thread with the viewer window open; closing the window stops at a checkpoint.
+fn train_in_viewer(training: Training, interrupt: Arc<AtomicBool>, options: ViewerOptions) -> Result<ExitCode> {
+    let Training { config, task, field, run, device, resume } = training;
+    // The window's own task and field on the display device, for pictures.
+    let view_task = config.task.build(&config, &device.device)?;
+    let view_field = field.valid();
+    let title = format!("nfield: {} {} ({})", config.task.kind(), config.model_name(), run.path.display());
+    eprintln!("viewer: {}", viewer::display_path(device.wgpu_setup.is_some()));
+    let run_path = run.path.clone();
+    let (train_config, train_device, train_run) = (config.clone(), device.clone(), RunDir::open(&run.path)?);
+    let train_interrupt = interrupt.clone();
+    let live = LiveTraining {
+        // The window shows progress: no progress bar.
+        train: Box::new(move |observer: Box<dyn TrainObserver>| {
+            let options = TrainOptions { quiet: true, interrupt: train_interrupt, resume, observer: Some(observer) };
+            train::train(&train_config, task, field, &train_run, &train_device, options)
+        }),
+        interrupt: interrupt.clone(),
+        total_steps: config.train.steps,
+    };
+    let end = viewer::run(ViewerInput { task: view_task, field: view_field, device, run, title, live: Some(live) }, options)?;
+    let run = RunDir::open(&run_path)?;
+    match end.training {
+        Some(outcome) => report_training(outcome, &run),
+        None => bail!("training did not report an outcome"),
+    }
+}
+
+/// Print how a training run ended; the exit code.
+fn report_training(outcome: Result<TrainOutcome>, run: &RunDir) -> Result<ExitCode> {
     match outcome {
         Ok(TrainOutcome::Finished { summary }) => {
             let mut line = format!(
@@ -435,6 +524,41 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `nfield view`: a finished run (no training), or a config trained with the window open.
+fn view_command(args: &ViewArgs) -> Result<ExitCode> {
+    viewer::check_display()?;
+    if args.target.is_file() {
+        if args.screenshot.is_some() {
+            bail!("--screenshot views a finished run; to train with the window open, leave it out");
+        }
+        // The same as `nfield train CONFIG --viewer`.
+        let train = TrainArgs {
+            config: Some(args.target.clone()),
+            set: args.set.clone(),
+            device: args.device,
+            out: args.out.clone(),
+            viewer: true,
+            ..Default::default()
+        };
+        return train_command(train);
+    }
+    if !args.target.is_dir() {
+        bail!("{} is neither a config file nor a run directory", args.target.display());
+    }
+    if !args.set.is_empty() {
+        bail!("--set applies when viewing a config; a run directory keeps its own config");
+    }
+    let options = ViewerOptions { screenshot: args.screenshot.clone(), frames: args.frames, size: args.size, exit_when_done: false };
+    let LoadedRun { run, config, device, task, field } = load_run(&args.target, args.device)?;
+    let title = format!("nfield: {} {} ({})", config.task.kind(), config.model_name(), run.path.display());
+    eprintln!("viewer: {}", viewer::display_path(device.wgpu_setup.is_some()));
+    let end = viewer::run(ViewerInput { task, field, device, run, title, live: None }, options)?;
+    if let Some(report) = end.report {
+        println!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A trained run's config, task and field, loaded from its last checkpoint.

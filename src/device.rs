@@ -36,6 +36,8 @@ pub struct SelectedDevice {
     pub description: String,
     /// `cpu`, `wgpu`, `vulkan` or `cuda`, as recorded in `summary.json`.
     pub kind: &'static str,
+    /// The wgpu objects behind a wgpu device, for a window to share it.
+    pub wgpu_setup: Option<burn::tensor::wgpu::WgpuSetup>,
 }
 
 const NO_ADAPTER_HELP: &str = "install the GPU's driver, or `mesa-vulkan-drivers` \
@@ -134,7 +136,7 @@ fn start_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -
     let (device, setup) = started.map_err(|e| anyhow::anyhow!("--device {label}: could not start the GPU device ({e}); {NO_ADAPTER_HELP}"))?;
     let info = setup.adapter.get_info();
     let software = if is_real_gpu(&info) { "" } else { ", software" };
-    Ok(SelectedDevice { device, description: format!("{label} ({}, {:?}{software})", info.name, info.backend), kind: label })
+    Ok(SelectedDevice { device, description: format!("{label} ({}, {:?}{software})", info.name, info.backend), kind: label, wgpu_setup: Some(setup) })
 }
 
 /// Pick the device. Never panics on a machine without a GPU: `auto` falls back to the CPU.
@@ -157,7 +159,7 @@ pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
 }
 
 pub fn cpu() -> SelectedDevice {
-    SelectedDevice { device: Device::flex(), description: "cpu (burn-flex)".into(), kind: "cpu" }
+    SelectedDevice { device: Device::flex(), description: "cpu (burn-flex)".into(), kind: "cpu", wgpu_setup: None }
 }
 
 #[cfg(feature = "cuda")]
@@ -171,7 +173,7 @@ fn cuda() -> Result<SelectedDevice> {
     .map_err(|_| {
         anyhow::anyhow!("--device cuda: no CUDA device could be started; install the NVIDIA driver and CUDA toolkit, or use --device wgpu")
     })?;
-    Ok(SelectedDevice { device, description: "cuda (device 0)".into(), kind: "cuda" })
+    Ok(SelectedDevice { device, description: "cuda (device 0)".into(), kind: "cuda", wgpu_setup: None })
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -17,3 +17,4 @@ pub mod run;
 pub mod sweep;
 pub mod tasks;
 pub mod train;
+pub mod viewer;

@@ -26,10 +26,34 @@ use crate::tasks::{Metrics, Task};
 pub struct TrainOptions {
     /// No progress bar.
     pub quiet: bool,
-    /// Set by the Ctrl-C handler; the loop saves a checkpoint and stops at the next step.
+    /// Set by the Ctrl-C handler (or the viewer's window closing); the loop saves a checkpoint
+    /// and stops at the next step.
     pub interrupt: Arc<AtomicBool>,
     /// Continue from the run directory's checkpoint.
     pub resume: bool,
+    /// Watches the loop (the viewer).
+    pub observer: Option<Box<dyn TrainObserver>>,
+}
+
+/// Watches training from inside the loop: after every step it sees the field, the task and, on
+/// logged steps, the log record. It may ask for a checkpoint now, and it pauses training by not
+/// returning.
+pub trait TrainObserver: Send {
+    fn after_step(&mut self, step: u64, field: &Field, task: &dyn Task, logged: Option<&serde_json::Value>) -> Observed;
+    /// How long the last `after_step` held training paused (not training time).
+    fn paused(&self) -> Duration {
+        Duration::ZERO
+    }
+    /// Training ended with this summary (not called when it was interrupted or failed).
+    fn finished(&mut self, _field: &Field, _task: &dyn Task, _summary: &serde_json::Value) {}
+}
+
+/// What an observer asks of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    Continue,
+    /// Save a checkpoint (after the next step, whose loss is checked first).
+    Checkpoint,
 }
 
 pub enum TrainOutcome {
@@ -85,7 +109,7 @@ pub fn train(
     mut field: Field,
     run: &RunDir,
     device: &SelectedDevice,
-    options: &TrainOptions,
+    mut options: TrainOptions,
 ) -> Result<TrainOutcome> {
     let train_device = device.device.clone().autodiff();
     let mut adam = Adam::new(&config.train);
@@ -120,6 +144,8 @@ pub fn train(
     let mut clock = Instant::now();
     let mut rate_mark = (progress.step, Instant::now());
     let mut step = progress.step;
+    // The observer's "checkpoint now", honoured at the next step (which reads its loss first).
+    let mut checkpoint_asked = false;
     while step < total {
         let elapsed = progress.train_seconds + clock.elapsed().as_secs_f64();
         if t.max_seconds > 0.0 && elapsed >= t.max_seconds {
@@ -134,7 +160,7 @@ pub fn train(
             continue;
         }
         let done = step + 1;
-        let checkpoint_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done != total;
+        let checkpoint_due = (t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done != total) || checkpoint_asked;
         let eval_due = t.eval_every > 0 && done % t.eval_every == 0 && done != total;
         let interrupted = options.interrupt.load(Ordering::SeqCst);
         // Reading the loss syncs with the device, so it happens only every `log_every` steps
@@ -155,6 +181,7 @@ pub fn train(
         bar.inc(1);
         step = done;
 
+        let mut logged = None;
         if let Some(loss) = loss_value {
             if !loss.is_finite() {
                 bar.abandon();
@@ -173,10 +200,15 @@ pub fn train(
                 record[k] = json!(round(v, 4));
             }
             run.log_metrics(&record)?;
+            logged = Some(record);
             let rate = (done - rate_mark.0) as f64 / rate_mark.1.elapsed().as_secs_f64().max(1e-9);
             rate_mark = (done, Instant::now());
             let psnr_text = train_psnr.map(|p| format!("  psnr {p:.2} dB")).unwrap_or_default();
             bar.set_message(format!("loss {loss:.3e}{psnr_text}  {rate:.1} steps/s"));
+        }
+        if let Some(observer) = options.observer.as_mut() {
+            checkpoint_asked = observer.after_step(done, &field, task.as_ref(), logged.as_ref()) == Observed::Checkpoint;
+            clock += observer.paused();
         }
         if eval_due || checkpoint_due || interrupted {
             progress.train_seconds += clock.elapsed().as_secs_f64();
@@ -215,6 +247,9 @@ pub fn train(
         summary["fresh_seconds"] = report["seconds"].clone();
     }
     run.write_summary(&summary)?;
+    if let Some(observer) = options.observer.as_mut() {
+        observer.finished(&valid, task.as_ref(), &summary);
+    }
     Ok(TrainOutcome::Finished { summary })
 }
 

@@ -86,6 +86,11 @@ impl Camera {
         [self.to_world[(0, 3)], self.to_world[(1, 3)], self.to_world[(2, 3)]]
     }
 
+    /// The vertical field of view in radians.
+    pub fn fov_y(&self) -> f32 {
+        2.0 * (0.5 * self.height as f32 / self.fy).atan()
+    }
+
     /// The 3x3 part of `to_world`, which turns camera-space directions into world-space ones.
     pub fn rotation(&self) -> Matrix3<f32> {
         self.to_world.fixed_view::<3, 3>(0, 0).into_owned()

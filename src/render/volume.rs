@@ -78,7 +78,8 @@ impl OccupancyGrid {
     }
 
     /// Fold in new opacities of `cells`, then mark the cells above `min(threshold, mean)` as
-    /// occupied (nerfacc's rule).
+    /// occupied (nerfacc's rule), and those at it: a field whose density is the same everywhere
+    /// (GNF's untrained head is) says nothing yet, so every cell stays occupied instead of none.
     pub fn refresh(&mut self, cells: &[usize], opacity: &[f32]) {
         for (&c, &v) in cells.iter().zip(opacity) {
             self.values[c] = (self.values[c] * self.decay).max(v);
@@ -86,7 +87,7 @@ impl OccupancyGrid {
         let mean = self.values.iter().map(|&v| v as f64).sum::<f64>() / self.values.len() as f64;
         let threshold = self.threshold.min(mean as f32);
         for (o, &v) in self.occupied.iter_mut().zip(&self.values) {
-            *o = v > threshold;
+            *o = v >= threshold;
         }
     }
 }
@@ -443,5 +444,17 @@ mod tests {
         assert_eq!(grid.values[5], 0.25, "decayed, not replaced by the smaller new value");
         // The threshold follows the mean when the mean is below it.
         assert!(grid.occupied[9]);
+    }
+
+    #[test]
+    fn a_field_of_one_density_keeps_every_cell_occupied() {
+        let mut grid = OccupancyGrid::new(4, 0.95, 0.01);
+        let cells: Vec<usize> = (0..64).collect();
+        grid.refresh(&cells, &vec![5.5e-6; 64]);
+        assert!(grid.occupied.iter().all(|&o| o), "nothing is known yet: no cell may be dropped");
+        let mut opacity = vec![5.5e-6f32; 64];
+        opacity[3] = 1e-4;
+        grid.refresh(&cells, &opacity);
+        assert!(grid.occupied[3] && !grid.occupied[0], "once the density varies, the rule prunes again");
     }
 }

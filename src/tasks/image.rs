@@ -216,6 +216,77 @@ impl Task for ImageTask {
         image::save(&run_dir.join("reconstruction"), w, h, c, &prediction, self.image.format)
     }
 
+    fn viewing(&self) -> super::Viewing {
+        super::Viewing::Plane { aspect: self.image.width as f32 / self.image.height as f32 }
+    }
+
+    fn view_modes(&self) -> &'static [&'static str] {
+        &["field", "target", "error", "field | target"]
+    }
+
+    /// A window over the image: the field at any zoom, the target (nearest pixel), or the error
+    /// between them as a heat map (black: none, red to yellow: up to a fifth of the range).
+    /// Outside the image is dark grey. "field | target" shows the same window of both, side by
+    /// side.
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+        if request.mode == 3 {
+            let half = super::ViewRequest { width: (request.width / 2).max(1), ..request.clone() };
+            let (left, right) = (
+                self.view(field, &super::ViewRequest { mode: 0, ..half.clone() }, device)?,
+                self.view(field, &super::ViewRequest { mode: 1, ..half }, device)?,
+            );
+            let rgb = (0..left.height)
+                .flat_map(|y| [&left.rgb[3 * y * left.width..][..3 * left.width], &right.rgb[3 * y * right.width..][..3 * right.width]])
+                .flatten()
+                .copied()
+                .collect();
+            return Ok(super::Picture { width: 2 * left.width, height: left.height, rgb });
+        }
+        let (w, h) = (request.width, request.height);
+        let (iw, ih, c) = (self.image.width, self.image.height, self.image.channels);
+        let aspect = iw as f32 / ih as f32;
+        let per_pixel = request.span / w as f32;
+        let coords: Vec<[f32; 2]> = (0..w * h)
+            .map(|i| {
+                let (px, py) = ((i % w) as f32 + 0.5 - 0.5 * w as f32, (i / w) as f32 + 0.5 - 0.5 * h as f32);
+                [request.centre[0] + px * per_pixel, request.centre[1] + py * per_pixel * aspect]
+            })
+            .collect();
+        let inside: Vec<usize> = (0..w * h).filter(|&i| coords[i].iter().all(|v| (0.0..1.0).contains(v))).collect();
+        let target = |p: [f32; 2]| -> &[f32] {
+            let (x, y) = (((p[0] * iw as f32) as usize).min(iw - 1), ((p[1] * ih as f32) as usize).min(ih - 1));
+            &self.image.pixels[(y * iw + x) * c..][..c]
+        };
+        let predicted = if request.mode == 1 {
+            vec![]
+        } else {
+            let points: Vec<f32> = inside.iter().flat_map(|&i| coords[i]).collect();
+            crate::render::evaluate_points(field, &points, 2, self.chunk, device)
+        };
+        let as_rgb = |v: &[f32]| -> [f32; 3] {
+            match v.len() {
+                1 | 2 => [v[0]; 3],
+                _ => [v[0], v[1], v[2]],
+            }
+        };
+        let mut rgb = vec![0.15f32; 3 * w * h];
+        for (k, &i) in inside.iter().enumerate() {
+            let truth = target(coords[i]);
+            let colour = match request.mode {
+                1 => as_rgb(truth),
+                2 => {
+                    let p = &predicted[k * c..(k + 1) * c];
+                    let error = p.iter().zip(truth).map(|(a, b)| (a - b).abs()).sum::<f32>() / c as f32;
+                    let e = (error * 5.0).clamp(0.0, 1.0);
+                    [(2.0 * e).min(1.0), (2.0 * e - 1.0).max(0.0), 0.0]
+                }
+                _ => as_rgb(&predicted[k * c..(k + 1) * c]),
+            };
+            rgb[3 * i..3 * i + 3].copy_from_slice(&colour.map(|v| v.clamp(0.0, 1.0)));
+        }
+        Ok(super::Picture { width: w, height: h, rgb })
+    }
+
     /// The image field at any size (zoom out of the pixel grid it was trained on).
     fn render(&self, field: &Field, request: &RenderRequest, device: &Device) -> Result<Vec<PathBuf>> {
         if request.view.is_some() || request.orbit.is_some() || request.mode != RenderMode::Rgb {

@@ -16,6 +16,7 @@ use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::{Config, EvalConfig, field_names, kind_table, kind_to_table, take_kind, to_table};
+use crate::data::camera::Camera;
 use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec, Outputs};
 use crate::fresh::Signal;
@@ -151,6 +152,39 @@ pub struct RenderRequest {
     pub out: PathBuf,
 }
 
+/// How the viewer looks at a task's field.
+#[derive(Debug, Clone)]
+pub enum Viewing {
+    /// A picture over the field's unit square, zoomed and panned; `aspect` is its width over
+    /// its height.
+    Plane { aspect: f32 },
+    /// A camera orbiting `centre` at `distance`, `up` the world's up, `fov_y` in radians.
+    Orbit { centre: [f32; 3], distance: f32, up: [f32; 3], fov_y: f32 },
+}
+
+/// One picture the viewer asks a task for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewRequest {
+    pub width: usize,
+    pub height: usize,
+    /// An index into `Task::view_modes`.
+    pub mode: usize,
+    /// Plane views: the centre of the window shown, in the unit square, and its width as a
+    /// share of the square's.
+    pub centre: [f32; 2],
+    pub span: f32,
+    /// Orbit views: the camera.
+    pub camera: Option<Camera>,
+}
+
+/// A picture: `[H, W, 3]` colours in [0, 1].
+#[derive(Debug, Clone, Default)]
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<f32>,
+}
+
 /// What `nfield mesh` asks of a task.
 #[derive(Debug, Clone)]
 pub struct MeshRequest {
@@ -161,7 +195,7 @@ pub struct MeshRequest {
     pub run_dir: PathBuf,
 }
 
-pub trait Task {
+pub trait Task: Send {
     /// `image`, `sdf` or `nerf`.
     fn kind(&self) -> &'static str;
     /// What the field must take and produce.
@@ -218,6 +252,20 @@ pub trait Task {
     fn write_outputs(&self, field: &Field, device: &Device, run_dir: &Path) -> Result<Vec<PathBuf>>;
     /// Pictures of a trained field; returns the files written.
     fn render(&self, field: &Field, request: &RenderRequest, device: &Device) -> Result<Vec<PathBuf>>;
+    /// How the viewer looks at the field.
+    fn viewing(&self) -> Viewing;
+    /// What the viewer can show, by name (the first is the default).
+    fn view_modes(&self) -> &'static [&'static str];
+    /// One picture for the viewer.
+    fn view(&self, field: &Field, request: &ViewRequest, device: &Device) -> Result<Picture>;
+    /// Cameras worth jumping to in the viewer (a radiance field's training views).
+    fn view_cameras(&self) -> Vec<Camera> {
+        Vec::new()
+    }
+    /// The photo of camera `index` of `view_cameras`, to compare with the field's picture.
+    fn view_photo(&self, _index: usize) -> Option<Picture> {
+        None
+    }
     /// A mesh of a trained field; returns the file written and a line about it.
     fn mesh(&self, _field: &Field, _request: &MeshRequest, _device: &Device) -> Result<(PathBuf, String)> {
         bail!("nfield mesh needs a field with a surface (an SDF run); this is a {} run", self.kind())

@@ -190,7 +190,7 @@ pub struct NerfTask {
 }
 
 /// The pictures of one camera: colour `[H, W, 3]`, opacity and depth `[H, W]`.
-pub type Picture = Composited<Vec<f32>>;
+pub type Rendered = Composited<Vec<f32>>;
 
 impl NerfTask {
     pub fn new(options: &NerfOptions, eval: &NerfEval, config: &Config, device: &Device) -> Result<Self> {
@@ -300,10 +300,10 @@ impl NerfTask {
     }
 
     /// Render `camera` (any size) over `background`, rays in chunks of `chunk` samples.
-    pub fn render_camera(&self, field: &Field, camera: &Camera, background: [f32; 3], device: &Device) -> Picture {
+    pub fn render_camera(&self, field: &Field, camera: &Camera, background: [f32; 3], device: &Device) -> Rendered {
         let (origins, dirs) = camera.pixel_rays();
         let rays = origins.len() / 3;
-        let mut picture = Picture { rgb: Vec::with_capacity(3 * rays), opacity: Vec::with_capacity(rays), depth: Vec::with_capacity(rays) };
+        let mut picture = Rendered { rgb: Vec::with_capacity(3 * rays), opacity: Vec::with_capacity(rays), depth: Vec::with_capacity(rays) };
         // Rays per pass: a few thousand keep the marched samples near `chunk` in open scenes.
         let per_pass = 4096;
         let mut start = 0;
@@ -345,6 +345,27 @@ impl NerfTask {
         };
         let radius = self.scene.train.iter().map(|v| distance(&v.camera)).sum::<f32>() / self.scene.train.len().max(1) as f32;
         (centre, radius)
+    }
+
+    /// The colours a render mode shows. Depth as the SDF pictures show it: near bright, far dark,
+    /// nothing black; the scene box spans the grey range from the mean camera distance.
+    fn picture(&self, p: &Rendered, mode: RenderMode) -> Vec<f32> {
+        let (_, radius) = self.orbit_centre_and_radius();
+        let (lo, hi) = self.scene.bounds;
+        let half = 0.5 * (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
+        match mode {
+            RenderMode::Depth => p
+                .depth
+                .iter()
+                .zip(&p.opacity)
+                .flat_map(|(&d, &a)| {
+                    let t = if a > 1e-3 { d / a } else { f32::INFINITY };
+                    [a * (1.0 - (t - (radius - half)) / (2.0 * half)).clamp(0.05, 1.0); 3]
+                })
+                .collect(),
+            RenderMode::Opacity => grey(&p.opacity, 1.0),
+            _ => p.rgb.clone(),
+        }
     }
 
     /// The camera of a turntable frame, with the test cameras' field of view at `width x height`.
@@ -611,24 +632,7 @@ impl Task for NerfTask {
             bail!("--mode normal applies to SDF runs; a radiance field renders rgb, depth or opacity");
         }
         let out = &request.out;
-        // Depth as the SDF pictures show it: near bright, far dark, nothing black; the scene box
-        // spans the grey range from the mean camera distance.
-        let (_, radius) = self.orbit_centre_and_radius();
-        let (lo, hi) = self.scene.bounds;
-        let half = 0.5 * (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
-        let picture_of = |p: &Picture| match request.mode {
-            RenderMode::Depth => p
-                .depth
-                .iter()
-                .zip(&p.opacity)
-                .flat_map(|(&d, &a)| {
-                    let t = if a > 1e-3 { d / a } else { f32::INFINITY };
-                    [a * (1.0 - (t - (radius - half)) / (2.0 * half)).clamp(0.05, 1.0); 3]
-                })
-                .collect(),
-            RenderMode::Opacity => grey(&p.opacity, 1.0),
-            _ => p.rgb.clone(),
-        };
+        let picture_of = |p: &Rendered| self.picture(p, request.mode);
         let mode = request.mode.name();
         if let Some(frames) = request.orbit {
             if frames == 0 {
@@ -679,6 +683,44 @@ impl Task for NerfTask {
         let stem = unused_stem(out, &format!("view{index:03}-{mode}-{}x{}", camera.width, camera.height));
         let pixels = picture_of(&self.render_camera(field, &camera, [1.0; 3], device));
         image::save(&stem, camera.width, camera.height, 3, &pixels, SampleFormat::U8)
+    }
+
+    /// Orbit the scene box's centre at the training cameras' mean distance, z up.
+    fn viewing(&self) -> super::Viewing {
+        let (centre, distance) = self.orbit_centre_and_radius();
+        let reference = self.scene.test.first().or(self.scene.train.first()).map(|v| &v.camera);
+        let fov_y = reference.map_or(0.7, Camera::fov_y);
+        super::Viewing::Orbit { centre, distance, up: [0.0, 0.0, 1.0], fov_y }
+    }
+
+    fn view_modes(&self) -> &'static [&'static str] {
+        &["rgb", "depth", "opacity"]
+    }
+
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+        let camera = request.camera.clone().context("a radiance field is viewed through a camera")?;
+        let mode = [RenderMode::Rgb, RenderMode::Depth, RenderMode::Opacity][request.mode.min(2)];
+        let rendered = self.render_camera(field, &camera, [1.0; 3], device);
+        Ok(super::Picture { width: camera.width, height: camera.height, rgb: self.picture(&rendered, mode) })
+    }
+
+    fn view_cameras(&self) -> Vec<Camera> {
+        self.scene.train.iter().map(|v| v.camera.clone()).collect()
+    }
+
+    /// The training photo over white, as evaluation sees it.
+    fn view_photo(&self, index: usize) -> Option<super::Picture> {
+        let image = &self.scene.train.get(index)?.image;
+        let c = image.channels;
+        let rgb = image
+            .pixels
+            .chunks(c)
+            .flat_map(|p| {
+                let alpha = if c == 4 { p[3] as f32 / 255.0 } else { 1.0 };
+                [0, 1, 2].map(|k| p[k] as f32 / 255.0 * alpha + (1.0 - alpha))
+            })
+            .collect();
+        Some(super::Picture { width: image.width, height: image.height, rgb })
     }
 
     /// The surface where the density crosses `eval.mesh_density`, by marching cubes over the scene

@@ -411,6 +411,27 @@ impl Task for SdfTask {
         Ok(written)
     }
 
+    /// Orbit the box's centre from sphere_trace's distance, y up (as `nfield render` does).
+    fn viewing(&self) -> super::Viewing {
+        super::Viewing::Orbit { centre: [0.0; 3], distance: 3.0, up: [0.0, 1.0, 0.0], fov_y: 40f32.to_radians() }
+    }
+
+    fn view_modes(&self) -> &'static [&'static str] {
+        &["shaded", "normals", "depth"]
+    }
+
+    /// The field sphere-traced through the request's camera.
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+        let c = request.camera.as_ref().context("an SDF is viewed through a camera")?;
+        let r = c.rotation();
+        let column = |k: usize| [r[(0, k)], r[(1, k)], r[(2, k)]];
+        let camera = Camera { eye: c.position(), forward: column(2).map(|v| -v), right: column(0), up: column(1), fov_y: c.fov_y().to_degrees() };
+        let shading = [Shading::Lit, Shading::Normal, Shading::Depth][request.mode.min(2)];
+        let mut sdf = |points: &[f32]| field_distances(field, points, self.chunk, device);
+        let rgb = sphere_trace::render(&mut sdf, &camera, c.width, c.height, shading);
+        Ok(super::Picture { width: c.width, height: c.height, rgb })
+    }
+
     /// Marching cubes of the trained SDF, in the original mesh's units.
     fn mesh(&self, field: &Field, request: &MeshRequest, device: &Device) -> Result<(PathBuf, String)> {
         let resolution = request.resolution.unwrap_or(self.resolution);
