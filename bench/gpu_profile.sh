@@ -55,7 +55,8 @@ launches() {
     # Per kernel: (launches in the 12-step run - in the 4-step run) / 8, the most frequent first.
     top=$(awk '/^Executing / { sub(/^Executing /, ""); sub(/_[0-9a-f]+$/, ""); n[$0] += (FILENAME ~ /-12\.log$/ ? 1 : -1) }
         END { for (k in n) if (n[k] > 0) printf "%.1f %s\n", n[k] / 8, k }' "$OUT/$field-4.log" "$OUT/$field-12.log" \
-      | sort -rn | head -5 | awk '{ n = $1; $1 = ""; printf "%s`%s` x%s", (NR > 1 ? ", " : ""), substr($0, 2), n }')
+      | sort -rn | head -5 | awk -F' [|] ' '{ split($1, f, " "); name = f[2] ($2 ~ /Op$/ ? "<" $2 ">" : "")
+        printf "%s`%s` x%s", (NR > 1 ? ", " : ""), name, f[1] }')
     echo "| $field | $per_step | $top |"
   done
 } > "$OUT/table.md"
