@@ -217,7 +217,7 @@ impl Task for ImageTask {
     }
 
     fn viewing(&self) -> super::Viewing {
-        super::Viewing::Plane { aspect: self.image.width as f32 / self.image.height as f32 }
+        super::Viewing::Plane { aspect: self.image.width as f32 / self.image.height as f32, width: self.image.width }
     }
 
     fn view_modes(&self) -> &'static [&'static str] {

@@ -156,8 +156,8 @@ pub struct RenderRequest {
 #[derive(Debug, Clone)]
 pub enum Viewing {
     /// A picture over the field's unit square, zoomed and panned; `aspect` is its width over
-    /// its height.
-    Plane { aspect: f32 },
+    /// its height, `width` its width in pixels at scale 1.
+    Plane { aspect: f32, width: usize },
     /// A camera orbiting `centre` at `distance`, `up` the world's up, `fov_y` in radians.
     Orbit { centre: [f32; 3], distance: f32, up: [f32; 3], fov_y: f32 },
 }

@@ -409,7 +409,7 @@ impl App {
         let cameras = task.view_cameras();
         let size = [options.size.0 as f32, options.size.1 as f32];
         let view = match viewing {
-            Viewing::Plane { aspect } => View::Plane(Window::fit(aspect, image_width(task.as_ref()), size)),
+            Viewing::Plane { aspect, width } => View::Plane(Window::fit(aspect, width.max(1), size)),
             Viewing::Orbit { centre, distance, up, fov_y } => View::Orbit(Orbit::new(centre, distance, up, fov_y)),
         };
         let frustum_size = match &view {
@@ -680,11 +680,6 @@ fn logged_history(run: &std::path::Path) -> Vec<(u64, f64, Option<f64>)> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|r| Some((r["step"].as_u64()?, r["loss"].as_f64()?, r["train_psnr"].as_f64())))
         .collect()
-}
-
-/// The width in pixels of an image task's picture at scale 1 (the plane view's fit).
-fn image_width(task: &dyn Task) -> usize {
-    task.field_spec().shape.first().copied().unwrap_or(256).max(1)
 }
 
 /// The loss (log scale) and training PSNR over the steps, drawn with the painter.
