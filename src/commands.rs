@@ -109,6 +109,10 @@ pub struct TrainArgs {
     /// With --viewer: close the window when training finishes.
     #[arg(long, requires = "viewer")]
     pub exit_when_done: bool,
+    /// Count kernel launches and host reads per steady-state step on a GPU backend (`times`:
+    /// also each kernel's device time); printed and written to the run's profile.json.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "launches", conflicts_with = "viewer")]
+    pub profile: Option<crate::profile::ProfileKind>,
 }
 
 #[derive(Args, Debug)]
@@ -378,7 +382,7 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
         return train_in_viewer(training, interrupt, options);
     }
     let Training { config, task, field, run, device, resume } = training;
-    let options = TrainOptions { quiet: args.quiet, interrupt, resume, observer: None };
+    let options = TrainOptions { quiet: args.quiet, interrupt, resume, observer: None, profile: args.profile };
     report_training(train::train(&config, task, field, &run, &device, options), &run)
 }
 
@@ -422,6 +426,9 @@ fn start_training(args: &TrainArgs) -> Result<Training> {
     }
     // Check the config and the inputs before any directory is made, so a typo leaves nothing behind.
     config.check_resolved()?;
+    if args.profile.is_some() && !resume && config.train.steps <= crate::profile::WARMUP_STEPS {
+        bail!("--profile needs more than {} steps: the first {0} compile and tune the kernels and are not counted", crate::profile::WARMUP_STEPS);
+    }
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);
     let train_device = device.device.clone().autodiff();
@@ -472,7 +479,7 @@ fn train_in_viewer(training: Training, interrupt: Arc<AtomicBool>, options: View
     let live = LiveTraining {
         // The window shows progress: no progress bar.
         train: Box::new(move |observer: Box<dyn TrainObserver>| {
-            let options = TrainOptions { quiet: true, interrupt: train_interrupt, resume, observer: Some(observer) };
+            let options = TrainOptions { quiet: true, interrupt: train_interrupt, resume, observer: Some(observer), profile: None };
             train::train(&train_config, task, field, &train_run, &train_device, options)
         }),
         interrupt: interrupt.clone(),

@@ -12,6 +12,7 @@ pub mod fresh;
 pub mod kernels;
 pub mod metrics;
 pub mod optim;
+pub mod profile;
 pub mod render;
 pub mod run;
 pub mod sweep;

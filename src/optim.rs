@@ -6,18 +6,64 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use crate::config::TrainConfig;
 use crate::fields::ParamGroup;
+use crate::profile::read_floats;
 
-/// First and second moments of one parameter, flattened.
+/// A parameter-shaped tensor: nfield's parameters are vectors and matrices. Moments keep their
+/// parameter's shape because a reshape that changes rank inside the update would split burn's
+/// fused update kernel in two.
+#[derive(Clone, Debug)]
+pub enum Shaped {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
+}
+
+impl Shaped {
+    /// A rank-`D` tensor (1 or 2).
+    pub fn new<const D: usize>(t: Tensor<D>) -> Self {
+        let d = t.dims();
+        match D {
+            1 => Self::Vector(t.reshape([d[0]])),
+            2 => Self::Matrix(t.reshape([d[0], d[1]])),
+            _ => unreachable!("nfield's parameters are vectors and matrices"),
+        }
+    }
+
+    /// The tensor in `shape` (a no-op unless a checkpoint stored it flat).
+    pub fn get<const D: usize>(self, shape: [usize; D]) -> Tensor<D> {
+        match self {
+            Self::Vector(t) => t.reshape(shape),
+            Self::Matrix(t) => t.reshape(shape),
+        }
+    }
+
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Self::Vector(t) => t.dims().to_vec(),
+            Self::Matrix(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Shape and values, for a checkpoint.
+    pub fn to_host(&self) -> (Vec<usize>, Vec<f32>) {
+        let values = match self {
+            Self::Vector(t) => read_floats(t.clone()),
+            Self::Matrix(t) => read_floats(t.clone()),
+        };
+        (self.dims(), values)
+    }
+}
+
+/// First and second moments of one parameter.
 #[derive(Clone, Debug)]
 pub struct Moments {
-    pub m: Tensor<1>,
-    pub v: Tensor<1>,
+    pub m: Shaped,
+    pub v: Shaped,
 }
 
 #[derive(Clone, Debug)]
@@ -52,10 +98,43 @@ impl Adam {
     }
 
     /// One update of every parameter that has a gradient; `lr_scale` is the schedule's factor.
-    pub fn step<M: Module>(&mut self, module: M, grads: GradientsParams, lr_scale: f64) -> M {
+    /// The updates are issued grouped by shape: burn's fusion merges the updates of same-shaped
+    /// parameters into one kernel, and fewer changes of shape leave fewer update operations
+    /// stranded in a kernel of their own where fusion closes a batch of work.
+    pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams, lr_scale: f64) -> M {
         self.steps_taken += 1;
-        let mut mapper = AdamMapper { adam: self, grads, path: Vec::new(), lr_scale };
-        module.map(&mut mapper)
+        let mut collect = CollectParams { grads: &mut grads, path: Vec::new(), found: Vec::new() };
+        module.visit(&mut collect);
+        let mut found = collect.found;
+        found.sort_by_key(|p| p.value.dims());
+        let mut updated = HashMap::new();
+        for p in found {
+            let value = match (p.value, p.grad) {
+                (Shaped::Vector(value), Shaped::Vector(grad)) => Shaped::Vector(self.update(&p.path, value, grad, lr_scale)),
+                (Shaped::Matrix(value), Shaped::Matrix(grad)) => Shaped::Matrix(self.update(&p.path, value, grad, lr_scale)),
+                _ => unreachable!("a gradient has its parameter's rank"),
+            };
+            updated.insert(p.id, value);
+        }
+        module.map(&mut ReplaceParams { updated })
+    }
+
+    /// Adam's update of the parameter at `path`.
+    fn update<const D: usize>(&mut self, path: &str, value: Tensor<D>, grad: Tensor<D>, lr_scale: f64) -> Tensor<D> {
+        let settings = self.settings(ParamGroup::of(path)).clone();
+        let (b1, b2) = (self.beta1, self.beta2);
+        let t = self.steps_taken as i32;
+        let (m, v) = match self.state.remove(path) {
+            Some(Moments { m, v }) => (m.get(value.dims()), v.get(value.dims())),
+            None => (grad.zeros_like(), grad.zeros_like()),
+        };
+        let m = m * b1 + grad.clone() * (1.0 - b1);
+        let v = v * b2 + grad.square() * (1.0 - b2);
+        let m_hat = m.clone() / (1.0 - b1.powi(t));
+        let v_hat = v.clone() / (1.0 - b2.powi(t));
+        let update = m_hat / (v_hat.sqrt() + settings.eps) * (settings.lr * lr_scale);
+        self.state.insert(path.to_string(), Moments { m: Shaped::new(m), v: Shaped::new(v) });
+        value - update
     }
 
     fn settings(&self, group: ParamGroup) -> &GroupSettings {
@@ -67,14 +146,22 @@ impl Adam {
     }
 }
 
-struct AdamMapper<'a> {
-    adam: &'a mut Adam,
-    grads: GradientsParams,
-    path: Vec<String>,
-    lr_scale: f64,
+/// A parameter with a gradient, found by [`CollectParams`].
+struct Found {
+    id: ParamId,
+    path: String,
+    value: Shaped,
+    grad: Shaped,
 }
 
-impl ModuleMapper for AdamMapper<'_> {
+/// Finds every parameter that has a gradient, with its path (the optimiser state's key).
+struct CollectParams<'a> {
+    grads: &'a mut GradientsParams,
+    path: Vec<String>,
+    found: Vec<Found>,
+}
+
+impl ModuleVisitor for CollectParams<'_> {
     fn enter_module(&mut self, name: &str, _container: &str) {
         self.path.push(name.to_string());
     }
@@ -83,29 +170,25 @@ impl ModuleMapper for AdamMapper<'_> {
         self.path.pop();
     }
 
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            self.found.push(Found { id: param.id, path: self.path.join("."), value: Shaped::new(param.val().inner()), grad: Shaped::new(grad) });
+        }
+    }
+}
+
+/// Puts the updated values in place of their parameters.
+struct ReplaceParams {
+    updated: HashMap<ParamId, Shaped>,
+}
+
+impl ModuleMapper for ReplaceParams {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let path = self.path.join(".");
-        let settings = self.adam.settings(ParamGroup::of(&path)).clone();
-        let (b1, b2) = (self.adam.beta1, self.adam.beta2);
-        let t = self.adam.steps_taken as i32;
-
-        let shape = tensor.dims();
-        let numel: usize = shape.iter().product();
-        let value = tensor.inner();
-        let grad = grad.reshape([numel]);
-        let Moments { m, v } = self.adam.state.remove(&path).unwrap_or_else(|| Moments { m: grad.zeros_like(), v: grad.zeros_like() });
-        let m = m * b1 + grad.clone() * (1.0 - b1);
-        let v = v * b2 + grad.square() * (1.0 - b2);
-        let m_hat = m.clone() / (1.0 - b1.powi(t));
-        let v_hat = v.clone() / (1.0 - b2.powi(t));
-        let update = m_hat / (v_hat.sqrt() + settings.eps) * (settings.lr * self.lr_scale);
-        let value = value - update.reshape(shape);
-        self.adam.state.insert(path, Moments { m, v });
-        Param::from_mapped_value(id, Tensor::from_inner(value).require_grad(), mapper)
+        match self.updated.remove(&id) {
+            Some(value) => Param::from_mapped_value(id, Tensor::from_inner(value.get(tensor.dims())).require_grad(), mapper),
+            None => Param::from_mapped_value(id, tensor, mapper),
+        }
     }
 }
 

@@ -15,7 +15,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::optim::{Adam, Moments};
+use crate::optim::{Adam, Moments, Shaped};
+use crate::profile::read_floats;
 use crate::tasks::TaskState;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -144,8 +145,9 @@ impl RunDir {
         names.sort();
         for name in names {
             let Moments { m, v } = &adam.state[name];
-            tensors.push((format!("adam.m.{name}"), m.dims().to_vec(), to_vec(m.clone())));
-            tensors.push((format!("adam.v.{name}"), v.dims().to_vec(), to_vec(v.clone())));
+            let ((m_shape, m), (v_shape, v)) = (m.to_host(), v.to_host());
+            tensors.push((format!("adam.m.{name}"), m_shape, m));
+            tensors.push((format!("adam.v.{name}"), v_shape, v));
         }
         if let Some((name, _, _)) = tensors.iter().find(|(_, _, v)| v.iter().any(|x| !x.is_finite())) {
             bail!("{name} holds NaN or infinite values; the last good checkpoint is kept");
@@ -197,14 +199,15 @@ impl RunDir {
         for (name, (shape, m)) in values.iter().filter(|(k, _)| k.starts_with("adam.m.")) {
             let key = &name["adam.m.".len()..];
             let (_, v) = values.get(&format!("adam.v.{key}")).with_context(|| format!("checkpoint lacks adam.v.{key}"))?;
-            let n = shape.iter().product::<usize>();
-            adam.state.insert(
-                key.to_string(),
-                Moments {
-                    m: Tensor::from_data(TensorData::new(m.clone(), [n]), &device.clone().without_autodiff()),
-                    v: Tensor::from_data(TensorData::new(v.clone(), [n]), &device.clone().without_autodiff()),
-                },
-            );
+            let device = device.clone().without_autodiff();
+            // Older checkpoints stored every moment flat; those load as vectors and take their
+            // parameter's shape at the first update.
+            let shaped = |values: &Vec<f32>| match shape[..] {
+                [rows, cols] => Shaped::Matrix(Tensor::from_data(TensorData::new(values.clone(), [rows, cols]), &device)),
+                _ => Shaped::Vector(Tensor::from_data(TensorData::new(values.clone(), [shape.iter().product::<usize>()]), &device)),
+            };
+            let moments = Moments { m: shaped(m), v: shaped(v) };
+            adam.state.insert(key.to_string(), moments);
         }
         let mut loader = ParamLoader { values: &values, path: Vec::new(), error: None };
         let model = model.map(&mut loader);
@@ -238,10 +241,6 @@ pub struct Progress {
     pub train_seconds: f64,
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 tensor")
-}
-
 /// Every float parameter's path, shape and values.
 pub fn collect_params<M: Module>(model: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     struct Collect {
@@ -257,7 +256,7 @@ pub fn collect_params<M: Module>(model: &M) -> Vec<(String, Vec<usize>, Vec<f32>
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let t = param.val();
-            self.out.push((self.path.join("."), t.dims().to_vec(), to_vec(t)));
+            self.out.push((self.path.join("."), t.dims().to_vec(), read_floats(t)));
         }
     }
     let mut c = Collect { path: Vec::new(), out: Vec::new() };

@@ -19,6 +19,7 @@ use crate::fields::Field;
 use crate::fresh::{self, FreshReport, Signal};
 use crate::metrics::psnr_from_mse;
 use crate::optim::{Adam, lr_scale};
+use crate::profile::{ProfileKind, Profiler, read_scalar};
 use crate::render::evaluate_points;
 use crate::run::{Progress, RunDir};
 use crate::tasks::{Metrics, Task};
@@ -33,6 +34,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Watches the loop (the viewer).
     pub observer: Option<Box<dyn TrainObserver>>,
+    /// Count launches and host reads per step (`--profile`).
+    pub profile: Option<ProfileKind>,
 }
 
 /// Watches training from inside the loop: after every step it sees the field, the task and, on
@@ -141,6 +144,7 @@ pub fn train(
     // Evaluations at training times (seconds), each once; evaluation time is not training time.
     let mut marks: Vec<f64> = t.eval_seconds.iter().copied().filter(|&m| m > progress.train_seconds).collect();
     marks.sort_by(f64::total_cmp);
+    let mut profiler = options.profile.map(Profiler::new);
     let mut clock = Instant::now();
     let mut rate_mark = (progress.step, Instant::now());
     let mut step = progress.step;
@@ -173,9 +177,12 @@ pub fn train(
             fraction = fraction.max(elapsed / t.max_seconds);
         }
         let scale = lr_scale(t, step, fraction);
+        if let Some(profiler) = profiler.as_mut() {
+            profiler.before_step(step - steps_at_start, &device.device)?;
+        }
         task.update(&field, step)?;
         let loss = task.loss(&field, step);
-        let loss_value = read_loss.then(|| loss.clone().into_scalar::<f32>() as f64);
+        let loss_value = read_loss.then(|| read_scalar(loss.clone()));
         let grads = GradientsParams::from_grads(loss.backward(), &field);
         field = adam.step(field, grads, scale);
         bar.inc(1);
@@ -228,6 +235,9 @@ pub fn train(
     progress.train_seconds += clock.elapsed().as_secs_f64();
     progress.step = step;
     bar.finish();
+    if let Some(profiler) = profiler {
+        println!("{}", profiler.finish(step - steps_at_start, &device.device, &run.path)?);
+    }
     run.save_checkpoint(&field, &adam, &progress, &task.state())?;
 
     let valid = field.valid();

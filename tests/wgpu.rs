@@ -38,8 +38,8 @@ fn wgpu_matches_cpu_and_missing_adapter_is_explained() {
     assert!((results[0] - results[1]).abs() < 0.1, "cpu {} dB vs wgpu {} dB", results[0], results[1]);
 }
 
-/// The hash grid's forward and its table gradient on wgpu equal the CPU's at training sizes
-/// (burn 0.22.1's wgpu `select` backward drops rows past 65535; the grid must not depend on it).
+/// The hash grid's forward and its table gradient on wgpu (the CubeCL gather-sum kernels) equal
+/// the CPU's at training sizes, past 65,535 table reads.
 #[test]
 fn hash_grid_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
@@ -75,8 +75,8 @@ fn hash_grid_gradient_on_wgpu_matches_cpu() {
     }
 }
 
-/// NeuRBF's forward and its kernel-feature gradient on wgpu (gathers) equal the CPU's (selects)
-/// past 65,535 neighbour rows: 19,200 points x 4 neighbours.
+/// NeuRBF's forward and its kernel-feature gradient on wgpu equal the CPU's past 65,535
+/// neighbour rows: 19,200 points x 4 neighbours.
 #[test]
 fn neurbf_gradient_on_wgpu_matches_cpu() {
     use burn::tensor::{Device, Tensor, TensorData};
@@ -115,6 +115,109 @@ fn neurbf_gradient_on_wgpu_matches_cpu() {
     for (i, (a, b)) in cpu.1.iter().zip(&wgpu.1).enumerate() {
         assert!((a - b).abs() < 1e-3 * scale, "gradient of kernel {} differs: {a} vs {b}", i / 32);
     }
+}
+
+/// The gather-sum's CubeCL kernels against the same sum in plain tensor operations on wgpu
+/// (value, table gradient with repeated rows, weight gradient; one weight per row as the grids
+/// use, and one per feature as NeuRBF does), and the table gradient against central differences.
+#[test]
+fn gather_sum_kernels_match_their_tensor_twin_and_finite_differences() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use nfield::kernels::gather_sum::{gather_sum, gather_sum_reference};
+    use rand::{RngExt, SeedableRng};
+
+    let Some(gpu) = wgpu_device() else { return };
+    let device = gpu.device.autodiff();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect() };
+    let (rows_in_table, n, k, f) = (300, 5000, 4, 6);
+    let table = random(rows_in_table * f);
+    let loss_weights = Tensor::<2>::from_data(TensorData::new(random(n * f), [n, f]), &device);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+    let rows: Vec<i32> = (0..n * k).map(|_| rng.random_range(0..rows_in_table as i32)).collect();
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n * k]), &device);
+    let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    for width in [1, f] {
+        let weights = Tensor::<3>::from_data(TensorData::new(random(n * k * width), [n, k, width]), &device);
+        let mut results = Vec::new();
+        for kernel in [true, false] {
+            let t = Tensor::<2>::from_data(TensorData::new(table.clone(), [rows_in_table, f]), &device).require_grad();
+            let w = weights.clone().require_grad();
+            let out = if kernel { gather_sum(t.clone(), rows.clone(), w.clone()) } else { gather_sum_reference(t.clone(), rows.clone(), w.clone()) };
+            let grads = (out.clone() * loss_weights.clone()).sum().backward();
+            let w_grad = w.grad(&grads).unwrap().reshape([n * k, width]);
+            results.push((host(out), host(t.grad(&grads).unwrap()), host(w_grad)));
+        }
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "width {width}, {what}[{i}]: kernel {x} vs tensors {y}");
+            }
+        };
+        close(&results[0].0, &results[1].0, "value");
+        close(&results[0].1, &results[1].1, "table gradient");
+        close(&results[0].2, &results[1].2, "weight gradient");
+
+        // The loss is linear in each table entry, so a central difference is exact up to
+        // rounding of the f32 sums.
+        let loss = |table: &[f32]| -> f64 {
+            let t = Tensor::<2>::from_data(TensorData::new(table.to_vec(), [rows_in_table, f]), &device);
+            (gather_sum(t, rows.clone(), weights.clone()) * loss_weights.clone()).sum().into_scalar::<f32>() as f64
+        };
+        for entry in [0, 7, 451, rows_in_table * f - 1] {
+            let h = 0.5f32;
+            let (mut plus, mut minus) = (table.clone(), table.clone());
+            plus[entry] += h;
+            minus[entry] -= h;
+            let difference = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
+            let gradient = results[0].1[entry] as f64;
+            assert!(
+                (gradient - difference).abs() < 2e-2 * (1.0 + gradient.abs()),
+                "width {width}, entry {entry}: gradient {gradient} vs difference {difference}"
+            );
+        }
+    }
+}
+
+/// Kernel launches of a steady-state FFN step stay within the target (40 on 64x64 full batches;
+/// 119 before the optimiser's updates fused), and nothing between log steps waits for the
+/// device: the counted window's one host read is the last step's loss.
+#[test]
+fn ffn_step_launches_stay_under_target() {
+    const TARGET: f64 = 40.0;
+    if wgpu_device().is_none() {
+        return;
+    }
+    let t = tmp();
+    let out = t.path().to_str().unwrap();
+    let o = run(&[
+        "train",
+        "configs/image/ffn.toml",
+        "--set",
+        "task.crop=[64,64]",
+        "--set",
+        "task.batch_size=0",
+        "--steps",
+        "12",
+        "--set",
+        "train.log_every=1000",
+        "--device",
+        "wgpu",
+        "--out",
+        out,
+        "--name",
+        "ffn",
+        "--quiet",
+        "--profile",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("kernel launches"), "the profile table is printed: {}", stdout(&o));
+    let text = std::fs::read_to_string(t.path().join("ffn/profile.json")).unwrap();
+    let profile: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let launches = profile["launches_per_step"].as_f64().unwrap();
+    assert!(launches <= TARGET, "{launches} launches per FFN step, target {TARGET}: {text}");
+    let reads = profile["host_reads_per_step"].as_f64().unwrap() * profile["steps_counted"].as_f64().unwrap();
+    assert!((reads - 1.0).abs() < 1e-9, "{reads} host reads in the window, expected only the last loss: {text}");
 }
 
 /// The wgpu device, or `None` (with a note) on a machine without an adapter; CI must have one.

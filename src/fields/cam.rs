@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData, activation::relu};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::gather_sum::weighted_gather;
+use crate::kernels::gather_sum::gather_sum;
 
 /// LayerNorm's epsilon, as in CAM's code.
 const NORM_EPS: f64 = 1e-5;
@@ -185,7 +185,7 @@ impl Cam {
 
     /// Interpolate every layer's γ and β once for a batch.
     pub fn modulation(&self, lookup: &CamLookup) -> Modulation<'_> {
-        let values = weighted_gather(self.grids.val(), &lookup.rows, None, lookup.weights.clone());
+        let values = gather_sum(self.grids.val(), lookup.rows.clone(), lookup.weights.clone());
         Modulation { cam: self, values, rays: lookup.rays.clone() }
     }
 }

@@ -20,6 +20,7 @@ use super::radiance::RadianceConfig;
 use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs, radiance_heads};
 use crate::config::at_least_one;
 use crate::kernels;
+use crate::profile::read_floats;
 
 const PRIMES: [u64; 3] = [1, 2_654_435_761, 805_459_861];
 
@@ -214,8 +215,7 @@ impl HashGrid {
     pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
         let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
         let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
-        kernels::gather_sum::weighted_gather(self.table.val(), &lookup.rows, lookup.gather_index.as_ref(), weights)
-            .reshape([n, levels * self.features])
+        kernels::gather_sum::gather_sum(self.table.val(), lookup.rows.clone(), weights).reshape([n, levels * self.features])
     }
 
     /// Which table rows each point reads, and with what weights. Depends only on the points, so
@@ -294,13 +294,8 @@ impl HashGrid {
             weights.push(weight.expect("at least one axis"));
         }
         let rows = Tensor::cat(indices, 2).reshape([n * levels * corner_count]);
-        // GPU backends: `gather` with the row index repeated per feature, not `select`: burn
-        // 0.22.1's wgpu backward of `select` (select_assign) drops rows past 65535; gather's
-        // scatter does not. The CPU backend uses the fused gather-sum kernel.
-        let gather_index = (!kernels::on_flex(&device)).then(|| rows.clone().reshape([n * levels * corner_count, 1]).repeat_dim(1, self.features));
         GridLookup {
             rows,
-            gather_index,
             weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
             points: n,
             corners: corner_count,
@@ -312,7 +307,7 @@ impl HashGrid {
     fn lookup_on_host(&self, x: Tensor<2>) -> GridLookup {
         let [n, d] = x.dims();
         let device = x.device();
-        let points: Vec<f32> = x.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 points");
+        let points: Vec<f32> = read_floats(x);
         let (levels, corners) = (self.resolutions.len(), 1usize << d);
         let hash_mask = (1u32 << self.log2_table_size) - 1;
         let mut rows = vec![0i32; n * levels * corners];
@@ -352,7 +347,6 @@ impl HashGrid {
         });
         GridLookup {
             rows: Tensor::from_data(TensorData::new(rows, [n * levels * corners]), &device),
-            gather_index: None,
             weight: Tensor::from_data(TensorData::new(weights, [n, levels, corners, 1]), &device),
             points: n,
             corners,
@@ -365,8 +359,6 @@ impl HashGrid {
 pub struct GridLookup {
     /// `[N * levels * corners]`: the stacked table's row for each corner.
     pub rows: Tensor<1, Int>,
-    /// The same repeated per feature, `[N * levels * corners, features]`, for GPU backends.
-    pub gather_index: Option<Tensor<2, Int>>,
     /// `[N, levels, corners, 1]`.
     pub weight: Tensor<4>,
     pub points: usize,

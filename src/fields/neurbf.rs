@@ -24,6 +24,7 @@ use super::radiance::RadianceConfig;
 use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs, radiance_heads};
 use crate::config::{at_least_one, positive};
 use crate::kernels;
+use crate::profile::read_floats;
 
 /// The radial function of each kernel, `r = x - c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,10 +277,6 @@ pub struct ResidualSineMlp {
 pub struct RbfBasis {
     /// `[points * k]`: the kernel row of each neighbour.
     pub rows: Tensor<1, Int>,
-    /// The same rows repeated per feature (`[points * k, features]`), for `gather` on GPU
-    /// backends: burn 0.22.1's GPU backward of `select` loops over all rows in one thread per
-    /// column (and drops rows past 65535 on wgpu). The CPU backend uses a fused kernel instead.
-    pub gather_index: Option<Tensor<2, Int>>,
     /// `[points, k, features]`: `sin(m_j * phi_i / sum phi)`.
     pub psi: Tensor<3>,
 }
@@ -359,13 +356,13 @@ impl RbfEncoding {
         let [n, d] = x.dims();
         let k = self.neighbours;
         let xk = self.to_kernel_space(x);
-        let host_points: Vec<f32> = xk.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 points");
-        let centres_host: Vec<f32> = self.centres.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 centres");
+        let host_points: Vec<f32> = read_floats(xk.clone());
+        let centres_host: Vec<f32> = read_floats(self.centres.val());
         // A tent is zero beyond 1/s along any axis, so kernels farther than sqrt(d)/s add
         // nothing: the search can stop there, which keeps points far from the surface cheap.
         let limit = match self.kernel {
             KernelKind::Tent => {
-                let s: Vec<f32> = self.shapes.val().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 shapes");
+                let s: Vec<f32> = read_floats(self.shapes.val());
                 let narrowest = s.iter().copied().fold(f32::INFINITY, f32::min);
                 d as f32 / (narrowest * narrowest)
             }
@@ -384,13 +381,12 @@ impl RbfEncoding {
             Some(m) => (phi * Tensor::<3>::from_data(TensorData::new(m.clone(), [1, 1, f]), &device)).sin(),
             None => phi.repeat_dim(2, f),
         };
-        let gather_index = (!kernels::on_flex(&device)).then(|| rows.clone().reshape([n * k, 1]).repeat_dim(1, f));
-        RbfBasis { rows, gather_index, psi }
+        RbfBasis { rows, psi }
     }
 
     /// `[grid(x), rbf(x)] + b` from a point set's grid lookup and basis.
     pub fn features(&self, lookup: &GridLookup, basis: &RbfBasis) -> Tensor<2> {
-        let rbf = kernels::gather_sum::weighted_gather(self.kernel_features.val(), &basis.rows, basis.gather_index.as_ref(), basis.psi.clone());
+        let rbf = kernels::gather_sum::gather_sum(self.kernel_features.val(), basis.rows.clone(), basis.psi.clone());
         Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>()
     }
 }

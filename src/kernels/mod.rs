@@ -1,12 +1,18 @@
-//! Fused operations for the CPU backend (burn-flex), where profiling showed the tensor versions
-//! spending their time: sines (flex evaluates `sin` and, in the backward pass, `cos` on one
-//! thread with scalar libm calls), in NeuRBF's decoder, SIREN's layers and the Fourier features,
-//! and the gather-multiply-sum of kernel features and grid corners (index conversion, scatter
-//! and fresh buffers on every step).
+//! Fused operations, where profiling showed the tensor versions spending their time.
 //!
-//! Each op is a burn backend extension for `Flex` and `Autodiff<Flex>` with a hand-written
-//! backward. Other devices keep the plain tensor versions (in the field code, or in the op's
-//! wrapper, as `sine::sin`), which these are tested against: values and gradients (`tests` below).
+//! On the CPU backend (burn-flex): sines (flex evaluates `sin` and, in the backward pass, `cos`
+//! on one thread with scalar libm calls), in NeuRBF's decoder, SIREN's layers and the Fourier
+//! features, and the gather-multiply-sum of kernel features and grid corners (index conversion,
+//! scatter and fresh buffers on every step).
+//!
+//! On the GPU backends (CubeCL: wgpu, CUDA): the gather-multiply-sum, which as tensor ops is a
+//! gather, a multiply, a sum and, backwards, a scatter per grid or kernel set (`gather_sum`'s
+//! CubeCL kernels). The sines stay tensor ops there: burn's fusion already merges an elementwise
+//! `sin` into the kernel around it, which an opaque custom kernel would prevent.
+//!
+//! Each op is a burn backend extension with a hand-written backward (`Autodiff`), tested against
+//! the plain tensor version: values and gradients (`tests` below on the CPU, `tests/wgpu.rs` on
+//! the GPU).
 
 pub mod gather_sum;
 pub mod residual_sine;
@@ -161,8 +167,7 @@ mod tests {
             let out = if fused {
                 super::gather_sum::gather_sum(t.clone(), rows.clone(), p.clone())
             } else {
-                let index = rows.clone().reshape([n * k, 1]).repeat_dim(1, f);
-                (t.clone().gather(0, index).reshape([n, k, f]) * p.clone()).sum_dim(1).reshape([n, f])
+                super::gather_sum::gather_sum_reference(t.clone(), rows.clone(), p.clone())
             };
             let grads = (out.clone() * weights.clone()).sum().backward();
             results.push((host(out), host(t.grad(&grads).unwrap()), host(p.grad(&grads).unwrap())));

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::image::Image;
 use crate::fields::Field;
+use crate::profile::read_floats;
 
 /// What a picture of a field shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,7 +75,7 @@ pub fn evaluate_points(field: &Field, points: &[f32], d_in: usize, chunk: usize,
         let end = (start + chunk).min(n);
         let x = Tensor::<2>::from_data(TensorData::new(points[start * d_in..end * d_in].to_vec(), [end - start, d_in]), device);
         let y = field.forward(x);
-        out.extend(y.into_data().convert::<f32>().try_into_vec::<f32>().expect("field outputs are f32"));
+        out.extend(read_floats(y));
         start = end;
     }
     out

@@ -28,6 +28,7 @@ use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec, Outputs};
 use crate::fresh::Signal;
 use crate::metrics;
+use crate::profile::read_floats;
 use crate::render::marching_cubes::{drop_small_pieces, marching_cubes};
 use crate::render::volume::{Composited, Marcher, OccupancyGrid, RaySamples, composite, composite_host, host_tensor};
 use crate::render::{RenderMode, unused_dir, unused_stem};
@@ -237,7 +238,7 @@ impl NerfTask {
         let mut density = Vec::with_capacity(samples.len());
         for chunk in samples.positions.chunks(3 * self.chunk.max(1)) {
             let d = valid.density(host_tensor(chunk.to_vec(), 3, &device));
-            density.extend(d.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 densities"));
+            density.extend(read_floats(d));
         }
         let mut kept = RaySamples { offsets: vec![0], ..Default::default() };
         for r in 0..samples.rays() {
@@ -289,7 +290,7 @@ impl NerfTask {
             let sample_dirs: Vec<f32> = ray_of[start..end].iter().flat_map(|&r| dirs[3 * r..3 * r + 3].iter().copied()).collect();
             let groups = segments(&ray_of[start..end], device);
             let out = field.forward_prepared(&field.prepare_rays(x, &sample_dirs, Some(groups)));
-            let values: Vec<f32> = out.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 outputs");
+            let values: Vec<f32> = read_floats(out);
             for row in values.chunks_exact(4) {
                 density.push(row[0]);
                 rgb.extend_from_slice(&row[1..4]);
@@ -471,7 +472,7 @@ impl Task for NerfTask {
         let mut opacity = Vec::with_capacity(cells.len());
         for chunk in points.chunks(3 * self.chunk.max(1)) {
             let density = valid.density(host_tensor(chunk.to_vec(), 3, &device));
-            let values: Vec<f32> = density.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 outputs");
+            let values: Vec<f32> = read_floats(density);
             // Bounded, so an overflowing density cannot make the grid (or a checkpoint) infinite.
             opacity.extend(values.into_iter().map(|d| (d * self.occupancy_step()).min(1e3)));
         }
@@ -537,7 +538,7 @@ impl Task for NerfTask {
         for chunk in points.chunks(3 * self.chunk.max(1)) {
             let f = valid.geometry(host_tensor(chunk.to_vec(), 3, device));
             width = f.dims()[1];
-            features.extend(f.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 features"));
+            features.extend(read_floats(f));
         }
         if width < 2 {
             return None;
@@ -740,7 +741,7 @@ impl Task for NerfTask {
             let mut out = Vec::with_capacity(points.len() / 3);
             for chunk in points.chunks(3 * self.chunk.max(1)) {
                 let d = field.density(host_tensor(chunk.to_vec(), 3, device));
-                out.extend(d.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 outputs"));
+                out.extend(read_floats(d));
             }
             out
         };
@@ -777,9 +778,7 @@ impl NerfTask {
     fn vertex_colours(&self, field: &Field, surface: &Mesh, resolution: usize, device: &Device) -> Vec<[u8; 3]> {
         let h = 0.5 / (resolution - 1) as f32;
         let points: Vec<f32> = surface.vertices.iter().flatten().copied().collect();
-        let density = |p: &[f32]| -> Vec<f32> {
-            field.density(host_tensor(p.to_vec(), 3, device)).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 outputs")
-        };
+        let density = |p: &[f32]| -> Vec<f32> { read_floats(field.density(host_tensor(p.to_vec(), 3, device))) };
         // Outward normals point down the density gradient.
         let mut dirs = vec![0.0f32; points.len()];
         for a in 0..3 {
@@ -800,7 +799,7 @@ impl NerfTask {
             let x = host_tensor(chunk.to_vec(), 3, device);
             let groups = field.cam.as_ref().map(|_| RayGroups::Fixed(1));
             let out = field.forward_prepared(&field.prepare_rays(x, dir, groups));
-            let values: Vec<f32> = out.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 outputs");
+            let values: Vec<f32> = read_floats(out);
             colours.extend(values.chunks_exact(4).map(|o| [o[1], o[2], o[3]].map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8)));
         }
         colours
