@@ -119,7 +119,7 @@ fn neurbf_gradient_on_wgpu_matches_cpu() {
 
 /// The gather-sum's CubeCL kernels against the same sum in plain tensor operations on wgpu
 /// (value, table gradient with repeated rows, weight gradient; one weight per row as the grids
-/// use, and one per feature as NeuRBF does), and the table gradient against central differences.
+/// use, and one per feature as NeuRBF does), and both gradients against central differences.
 #[test]
 fn gather_sum_kernels_match_their_tensor_twin_and_finite_differences() {
     use burn::tensor::{Int, Tensor, TensorData};
@@ -138,7 +138,8 @@ fn gather_sum_kernels_match_their_tensor_twin_and_finite_differences() {
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n * k]), &device);
     let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     for width in [1, f] {
-        let weights = Tensor::<3>::from_data(TensorData::new(random(n * k * width), [n, k, width]), &device);
+        let weight_values = random(n * k * width);
+        let weights = Tensor::<3>::from_data(TensorData::new(weight_values.clone(), [n, k, width]), &device);
         let mut results = Vec::new();
         for kernel in [true, false] {
             let t = Tensor::<2>::from_data(TensorData::new(table.clone(), [rows_in_table, f]), &device).require_grad();
@@ -158,23 +159,33 @@ fn gather_sum_kernels_match_their_tensor_twin_and_finite_differences() {
         close(&results[0].1, &results[1].1, "table gradient");
         close(&results[0].2, &results[1].2, "weight gradient");
 
-        // The loss is linear in each table entry, so a central difference is exact up to
-        // rounding of the f32 sums.
-        let loss = |table: &[f32]| -> f64 {
+        // The loss is linear in each table entry and each weight, so a central difference is
+        // exact up to rounding of the f32 sums.
+        let loss = |table: &[f32], weights: &[f32]| -> f64 {
             let t = Tensor::<2>::from_data(TensorData::new(table.to_vec(), [rows_in_table, f]), &device);
-            (gather_sum(t, rows.clone(), weights.clone()) * loss_weights.clone()).sum().into_scalar::<f32>() as f64
+            let w = Tensor::<3>::from_data(TensorData::new(weights.to_vec(), [n, k, width]), &device);
+            (gather_sum(t, rows.clone(), w) * loss_weights.clone()).sum().into_scalar::<f32>() as f64
+        };
+        let h = 0.5f32;
+        let check = |what: &str, entry: usize, gradient: f32, plus: (&[f32], &[f32]), minus: (&[f32], &[f32])| {
+            let difference = (loss(plus.0, plus.1) - loss(minus.0, minus.1)) / (2.0 * h as f64);
+            let gradient = gradient as f64;
+            assert!(
+                (gradient - difference).abs() < 2e-2 * (1.0 + gradient.abs()),
+                "width {width}, {what} {entry}: gradient {gradient} vs difference {difference}"
+            );
         };
         for entry in [0, 7, 451, rows_in_table * f - 1] {
-            let h = 0.5f32;
             let (mut plus, mut minus) = (table.clone(), table.clone());
             plus[entry] += h;
             minus[entry] -= h;
-            let difference = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
-            let gradient = results[0].1[entry] as f64;
-            assert!(
-                (gradient - difference).abs() < 2e-2 * (1.0 + gradient.abs()),
-                "width {width}, entry {entry}: gradient {gradient} vs difference {difference}"
-            );
+            check("table entry", entry, results[0].1[entry], (&plus, &weight_values), (&minus, &weight_values));
+        }
+        for entry in [0, 13, n * k * width - 1] {
+            let (mut plus, mut minus) = (weight_values.clone(), weight_values.clone());
+            plus[entry] += h;
+            minus[entry] -= h;
+            check("weight", entry, results[0].2[entry], (&table, &plus), (&table, &minus));
         }
     }
 }
