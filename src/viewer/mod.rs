@@ -116,19 +116,37 @@ pub fn run(input: ViewerInput, options: ViewerOptions) -> Result<ViewerEnd> {
     let interrupt = input.live.as_ref().map(|l| l.interrupt.clone());
     let trainer_done = Arc::new(AtomicBool::new(input.live.is_none()));
     let ends = Ends::default();
-    let mut trainer: Option<std::thread::JoinHandle<()>> = None;
+    // The training thread starts before the window and waits for its work: on the CPU backend
+    // the window's threads (the software renderer's among them, and the render thread) then
+    // run at a lower priority than training, which they would otherwise slow.
+    let (start_training, training_work) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    let trainer = input.live.is_some().then(|| {
+        std::thread::spawn(move || {
+            if let Ok(work) = training_work.recv() {
+                work();
+            }
+        })
+    });
+    if trainer.is_some() && !shared_device {
+        // rayon's global pool, which training computes on, starts here first if it has not yet,
+        // so its threads keep the normal priority.
+        rayon::join(|| (), || ());
+        lower_this_threads_priority();
+    }
     let result = {
         let (outcome, trainer_done, ends) = (outcome.clone(), trainer_done.clone(), ends.clone());
-        let trainer = &mut trainer;
+        let start_training = start_training.clone();
         eframe::run_native(
             "nfield",
             native,
             Box::new(move |cc| {
-                let app = App::new(cc.egui_ctx.clone(), input, options, shared_device, outcome, trainer_done, trainer, ends);
+                let app = App::new(cc.egui_ctx.clone(), input, options, shared_device, outcome, trainer_done, start_training, ends);
                 Ok(Box::new(app))
             }),
         )
     };
+    // A window that never opened sent no work: the waiting thread ends.
+    drop(start_training);
     // The window is gone: training that still runs stops at a checkpoint, as on Ctrl-C.
     if let Some(flag) = &interrupt {
         flag.store(true, Ordering::SeqCst);
@@ -252,6 +270,15 @@ impl TrainObserver for Publisher {
     }
 }
 
+/// Let the scheduler prefer other threads (training) over this one and the threads it starts.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system call; on Linux, PRIO_PROCESS with id 0 names the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// Work for the render thread.
 enum Job {
     Picture {
@@ -279,6 +306,26 @@ enum Done {
 /// Turns the latest snapshot and camera into pictures, and exports meshes, off the UI thread.
 #[allow(clippy::too_many_arguments)]
 fn render_thread(
+    task: Box<dyn Task>,
+    field: Field,
+    device: burn::tensor::Device,
+    run_dir: PathBuf,
+    shared: Arc<Shared>,
+    jobs: mpsc::Receiver<Job>,
+    done: mpsc::Sender<Done>,
+    ctx: egui::Context,
+) {
+    // Rendering on a pool of its own, whose threads inherit this thread's priority, rather than
+    // on the global pool that training computes on.
+    let render = move || render_loop(task, field, device, run_dir, shared, jobs, done, ctx);
+    match rayon::ThreadPoolBuilder::new().thread_name(|i| format!("nfield-render-{i}")).build() {
+        Ok(pool) => pool.install(render),
+        Err(_) => render(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_loop(
     mut task: Box<dyn Task>,
     mut field: Field,
     device: burn::tensor::Device,
@@ -392,7 +439,7 @@ impl App {
         shared_device: bool,
         outcome: Arc<Mutex<Option<Result<TrainOutcome>>>>,
         trainer_done: Arc<AtomicBool>,
-        trainer: &mut Option<std::thread::JoinHandle<()>>,
+        start_training: mpsc::Sender<Box<dyn FnOnce() + Send>>,
         ends: Ends,
     ) -> Self {
         let ViewerInput { task, field, device, run, title, live } = input;
@@ -434,7 +481,7 @@ impl App {
             let done_flag = trainer_done.clone();
             let ctx = ctx.clone();
             let stats = shared.clone();
-            *trainer = Some(std::thread::spawn(move || {
+            let work = Box::new(move || {
                 // A panic in training ends it like an error: the window must not wait forever.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (live.train)(Box::new(publisher))))
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("training stopped on an internal error (a panic); the last checkpoint is kept")));
@@ -444,7 +491,10 @@ impl App {
                 *lock(&outcome) = Some(result);
                 done_flag.store(true, Ordering::SeqCst);
                 ctx.request_repaint();
-            }));
+            });
+            if start_training.send(work).is_err() {
+                lock(&shared.stats).failed = Some("the training thread is gone".into());
+            }
         }
         let (job_sender, job_receiver) = mpsc::channel();
         let (done_sender, done_receiver) = mpsc::channel();
