@@ -125,7 +125,6 @@ fn init_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) ->
 }
 
 fn start_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -> Result<SelectedDevice> {
-    configure_fusion();
     let found = adapters(backends);
     if found.is_empty() {
         bail!("--device {label}: no {label} adapter was found; {NO_ADAPTER_HELP}");
@@ -149,7 +148,8 @@ fn start_wgpu(api: WgpuBackend, backends: wgpu::Backends, label: &'static str) -
 /// (bench/gpu_profile.sh has every field's; 3 gave 39 to 50, 4 the fewest overall).
 const FUSION_MAX_BLOCKS: i64 = 4;
 
-/// Give burn's fusion nfield's search width before any device starts. A `burn.toml` (or
+/// Give burn's fusion nfield's search width before any tensor exists (burn reads its
+/// configuration once, at its first use). A `burn.toml` (or
 /// `Burn.toml`) in the working directory or above is read as burn reads it, and its own
 /// `fusion.beam_search.max_blocks` wins; `BURN_FUSION_LOG` still works.
 fn configure_fusion() {
@@ -193,6 +193,7 @@ fn burn_toml() -> Option<String> {
 
 /// Pick the device. Never panics on a machine without a GPU: `auto` falls back to the CPU.
 pub fn select(choice: DeviceChoice) -> Result<SelectedDevice> {
+    configure_fusion();
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
         DeviceChoice::Wgpu => init_wgpu(WgpuBackend::Auto, wgpu::Backends::PRIMARY, "wgpu"),
@@ -216,7 +217,6 @@ pub fn cpu() -> SelectedDevice {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<SelectedDevice> {
-    configure_fusion();
     let device = std::panic::catch_unwind(|| {
         let d = Device::cuda(0);
         // Touch the device so a missing driver surfaces here, not mid-training.
