@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What one steady-state training step asks of the GPU: for each image field (64x64 crops, full
 # batches) and the SDF default, `nfield train --profile` counts kernel launches and host reads
-# over steps 5-16 (the first four compile and autotune the kernels). Launch counts do not depend
-# on the GPU, so lavapipe gives the same numbers as a real one (`apt-get install
-# mesa-vulkan-drivers`); it is slow, not wrong. On a real GPU, `PROFILE=times` adds each
+# over steps 5-16 (the first four compile and autotune the kernels). Launch counts depend on the
+# GPU only through the kernels autotune picks (a tuned matmul may copy an operand first), so
+# lavapipe (`apt-get install mesa-vulkan-drivers`) gives them to within a launch or two; it is
+# slow, not wrong. On a real GPU, `PROFILE=times` adds each
 # kernel's device time (kernels then run one at a time: their costs, not the step's time).
 #
 #   bench/gpu_profile.sh                      # every field
