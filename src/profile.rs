@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ struct Tally {
     timed: bool,
     kernels: Mutex<HashMap<&'static str, KernelStats>>,
     /// Set when a duration came from the host's clock instead of the device's.
-    host_clock: Mutex<bool>,
+    host_clock: AtomicBool,
 }
 
 impl Tally {
@@ -76,7 +76,7 @@ impl LaunchObserver for Tally {
     fn timed(&self, kernel: &'static str, duration: Duration, method: TimingMethod) {
         self.kernels.lock().unwrap_or_else(|e| e.into_inner()).entry(kernel).or_default().seconds += duration.as_secs_f64();
         if method == TimingMethod::System {
-            *self.host_clock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.host_clock.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -97,7 +97,7 @@ pub struct Profiler {
 
 impl Profiler {
     pub fn new(kind: ProfileKind) -> Self {
-        let tally = Arc::new(Tally { timed: kind == ProfileKind::Times, kernels: Mutex::default(), host_clock: Mutex::default() });
+        let tally = Arc::new(Tally { timed: kind == ProfileKind::Times, kernels: Mutex::default(), host_clock: AtomicBool::new(false) });
         let observation = LaunchObservation::new(tally.clone());
         Self { tally, _observation: observation, start: None }
     }
@@ -144,7 +144,7 @@ impl Profiler {
         kernels.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let launches = kernels.iter().fold(0.0, |sum, k| sum + k.1);
         let timed = self.tally.timed;
-        let host_clock = *self.tally.host_clock.lock().unwrap_or_else(|e| e.into_inner());
+        let host_clock = self.tally.host_clock.load(Ordering::Relaxed);
         let record = json!({
             "steps_counted": steps,
             "first_step_counted": start.step + 1,

@@ -303,27 +303,16 @@ enum Done {
     Message(String),
 }
 
-/// Turns the latest snapshot and camera into pictures, and exports meshes, off the UI thread.
-#[allow(clippy::too_many_arguments)]
-fn render_thread(
-    task: Box<dyn Task>,
-    field: Field,
-    device: burn::tensor::Device,
-    run_dir: PathBuf,
-    shared: Arc<Shared>,
-    jobs: mpsc::Receiver<Job>,
-    done: mpsc::Sender<Done>,
-    ctx: egui::Context,
-) {
-    // Rendering on a pool of its own, whose threads inherit this thread's priority, rather than
-    // on the global pool that training computes on.
-    let render = move || render_loop(task, field, device, run_dir, shared, jobs, done, ctx);
+/// Runs `work` (the render loop) on a rayon pool of its own, whose threads inherit the calling
+/// thread's priority, rather than on the global pool that training computes on.
+fn in_render_pool(work: impl FnOnce() + Send) {
     match rayon::ThreadPoolBuilder::new().thread_name(|i| format!("nfield-render-{i}")).build() {
-        Ok(pool) => pool.install(render),
-        Err(_) => render(),
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
     }
 }
 
+/// Turns the latest snapshot and camera into pictures, and exports meshes, off the UI thread.
 #[allow(clippy::too_many_arguments)]
 fn render_loop(
     mut task: Box<dyn Task>,
@@ -500,7 +489,7 @@ impl App {
         let (done_sender, done_receiver) = mpsc::channel();
         {
             let (shared, ctx, run_dir, device) = (shared.clone(), ctx.clone(), run.path.clone(), device.device.clone());
-            std::thread::spawn(move || render_thread(task, field, device, run_dir, shared, job_receiver, done_sender, ctx));
+            std::thread::spawn(move || in_render_pool(move || render_loop(task, field, device, run_dir, shared, job_receiver, done_sender, ctx)));
         }
         Self {
             shared,
