@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What one steady-state training step asks of the GPU: for each image field (64x64 crops, full
 # batches) and the SDF default, `nfield train --profile` counts kernel launches and host reads
-# over steps 5-16 (the first four compile and autotune the kernels). Launch counts depend on the
+# over steps 5-15 (the first four compile and autotune the kernels; the last reads the loss, as a
+# log step does, and is left out with them). Launch counts depend on the
 # GPU only through the kernels autotune picks (a tuned matmul may copy an operand first), so
 # lavapipe (`apt-get install mesa-vulkan-drivers`) gives them to within a launch or two; it is
 # slow, not wrong. On a real GPU, `PROFILE=times` adds each
@@ -26,7 +27,7 @@ field() { sed -n "s/^  \"$2\": \([-0-9.e]*\).*/\1/p" "$1"; }
 
 {
   echo "Per steady-state training step on $DEVICE (64x64 crops, full batches; the SDF default's 16,384"
-  echo "points), steps 5-16 of \`nfield train --profile\`."
+  echo "points), steps 5-15 of \`nfield train --profile\`."
   echo
   echo "| field | kernel launches | host reads | most launched kernels (per step) |"
   echo "|---|---|---|---|"

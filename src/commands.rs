@@ -426,8 +426,12 @@ fn start_training(args: &TrainArgs) -> Result<Training> {
     }
     // Check the config and the inputs before any directory is made, so a typo leaves nothing behind.
     config.check_resolved()?;
-    if args.profile.is_some() && !resume && config.train.steps <= crate::profile::WARMUP_STEPS {
-        bail!("--profile needs more than {} steps: the first {0} compile and tune the kernels and are not counted", crate::profile::WARMUP_STEPS);
+    if args.profile.is_some() && !resume && config.train.steps <= crate::profile::WARMUP_STEPS + 1 {
+        bail!(
+            "--profile needs more than {} steps: the first {} compile and tune the kernels and the last reads the loss, and are not counted",
+            crate::profile::WARMUP_STEPS + 1,
+            crate::profile::WARMUP_STEPS
+        );
     }
     let device = device::select(args.device)?;
     eprintln!("device: {}", device.description);

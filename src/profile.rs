@@ -1,7 +1,8 @@
 //! `nfield train --profile`: what one steady-state training step asks of the device. It counts
 //! every kernel launch (CubeCL's launch observer) and every read back to the host (nfield reads
 //! through [`read_floats`] and [`read_scalar`], which count) over the steps after the first
-//! few, whose launches include shader compilation and autotuning. `--profile times` also times
+//! few, whose launches include shader compilation and autotuning, and before the last, which
+//! reads the loss. `--profile times` also times
 //! each kernel on the device; that runs kernels one at a time, so it gives each kernel's cost,
 //! not the step's. Printed, and written to the run's `profile.json`.
 
@@ -81,8 +82,8 @@ impl LaunchObserver for Tally {
     }
 }
 
-/// The state at the start of the counted window.
-struct WindowStart {
+/// The counters at one edge of the counted window.
+struct WindowEdge {
     step: u64,
     kernels: HashMap<&'static str, KernelStats>,
     host_reads: u64,
@@ -92,39 +93,54 @@ struct WindowStart {
 pub struct Profiler {
     tally: Arc<Tally>,
     _observation: LaunchObservation,
-    start: Option<WindowStart>,
+    start: Option<WindowEdge>,
+    end: Option<WindowEdge>,
 }
 
 impl Profiler {
     pub fn new(kind: ProfileKind) -> Self {
         let tally = Arc::new(Tally { timed: kind == ProfileKind::Times, kernels: Mutex::default(), host_clock: AtomicBool::new(false) });
         let observation = LaunchObservation::new(tally.clone());
-        Self { tally, _observation: observation, start: None }
+        Self { tally, _observation: observation, start: None, end: None }
     }
 
-    /// Called before each step: the window opens before step `WARMUP_STEPS` (0-based), after
-    /// the device has finished everything queued, so earlier launches stay outside.
-    pub fn before_step(&mut self, step: u64, device: &Device) -> Result<()> {
-        if self.start.is_none() && step >= WARMUP_STEPS {
-            sync(device)?;
-            self.start = Some(WindowStart { step, kernels: self.tally.snapshot(), host_reads: HOST_READS.load(Ordering::Relaxed) });
+    /// Called before each step (0-based) of a run whose last step is `last`. The window opens
+    /// before step `WARMUP_STEPS` and closes before the last step, each time once the device
+    /// has finished everything queued. The last step reads its loss, as a log step does, which
+    /// cuts its work into other fusion plans than the steady state's (new plans are autotuned:
+    /// dozens of trial launches), so it stays outside.
+    pub fn before_step(&mut self, step: u64, last: u64, device: &Device) -> Result<()> {
+        if self.start.is_none() && step >= WARMUP_STEPS && step < last {
+            self.start = Some(self.edge(step, device)?);
+        }
+        if self.start.is_some() && self.end.is_none() && step == last {
+            self.end = Some(self.edge(step, device)?);
         }
         Ok(())
     }
 
-    /// Close the window after the last step, write `profile.json` into `run_dir` and return the
-    /// table to print.
+    fn edge(&self, step: u64, device: &Device) -> Result<WindowEdge> {
+        sync(device)?;
+        Ok(WindowEdge { step, kernels: self.tally.snapshot(), host_reads: HOST_READS.load(Ordering::Relaxed) })
+    }
+
+    /// Close the window if training stopped before its last step, write `profile.json` into
+    /// `run_dir` and return the table to print.
     pub fn finish(self, step: u64, device: &Device, run_dir: &Path) -> Result<String> {
-        let Some(start) = self.start else {
+        let Some(start) = &self.start else {
             anyhow::bail!(
-                "--profile needs more than {WARMUP_STEPS} steps; the first {WARMUP_STEPS} compile and tune the kernels and are not counted"
+                "--profile needs more than {} steps; the first {WARMUP_STEPS} compile and tune the kernels and the last reads the loss, and are not counted",
+                WARMUP_STEPS + 1
             );
         };
-        sync(device)?;
-        let steps = step.saturating_sub(start.step).max(1) as f64;
-        let host_reads = (HOST_READS.load(Ordering::Relaxed) - start.host_reads) as f64 / steps;
+        let end = match self.end {
+            Some(ref end) => end,
+            None => &self.edge(step, device)?,
+        };
+        let steps = end.step.saturating_sub(start.step).max(1) as f64;
+        let host_reads = (end.host_reads - start.host_reads) as f64 / steps;
         let mut kernels: Vec<(String, f64, f64)> = Vec::new();
-        for (name, now) in self.tally.snapshot() {
+        for (&name, now) in &end.kernels {
             let before = start.kernels.get(name).copied().unwrap_or_default();
             let launches = now.launches - before.launches;
             if launches > 0 {
@@ -148,6 +164,7 @@ impl Profiler {
         let record = json!({
             "steps_counted": steps,
             "first_step_counted": start.step + 1,
+            "last_step_counted": end.step,
             "launches_per_step": launches,
             "host_reads_per_step": host_reads,
             "kernel_times": if timed { if host_clock { "host clock (the device gave no timestamps)" } else { "device" } } else { "not measured" },
@@ -165,7 +182,7 @@ impl Profiler {
         let mut table = format!(
             "profile of steps {}..{} ({} steps): {launches:.1} kernel launches and {host_reads:.2} host reads per step\n",
             start.step + 1,
-            step,
+            end.step,
             steps
         );
         let width = kernels.iter().map(|k| k.0.len()).max().unwrap_or(0);

@@ -195,6 +195,7 @@ impl RunDir {
             let floats = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             values.insert(current_name(&name), (view.shape().to_vec(), floats));
         }
+        stack_gnf_tables(&mut values);
         adam.state.clear();
         for (name, (shape, m)) in values.iter().filter(|(k, _)| k.starts_with("adam.m.")) {
             let key = &name["adam.m.".len()..];
@@ -230,6 +231,26 @@ fn current_name(name: &str) -> String {
         }
     }
     name.to_string()
+}
+
+/// GNF kept one table per grid (`encoding.Gnf.grids.<i>.table`, `[rows, channels]`) before they
+/// were stacked into one (`encoding.Gnf.table`, in rows as wide as the channels' greatest common
+/// divisor): the parameters and their moments, which older checkpoints stored flat, are stacked.
+fn stack_gnf_tables(values: &mut HashMap<String, (Vec<usize>, Vec<f32>)>) {
+    let mut width = 1;
+    for prefix in ["model.", "adam.m.", "adam.v."] {
+        let mut parts = Vec::new();
+        while let Some(part) = values.remove(&format!("{prefix}encoding.Gnf.grids.{}.table", parts.len())) {
+            parts.push(part);
+        }
+        if prefix == "model." {
+            width = parts.iter().fold(0, |w, (shape, _)| crate::fields::gnf::gcd(w, shape.last().copied().unwrap_or(1))).max(1);
+        }
+        if !parts.is_empty() {
+            let stacked: Vec<f32> = parts.into_iter().flat_map(|(_, v)| v).collect();
+            values.insert(format!("{prefix}encoding.Gnf.table"), (vec![stacked.len() / width, width], stacked));
+        }
+    }
 }
 
 /// Where training stands.
@@ -281,7 +302,7 @@ impl ModuleMapper for ParamLoader<'_> {
         let (id, tensor, mapper) = param.consume();
         let key = format!("model.{}", self.path.join("."));
         match self.values.get(&key) {
-            Some((shape, v)) if shape.as_slice() == tensor.dims().as_slice() => {
+            Some((shape, v)) if same_shape(shape, &tensor.dims()) => {
                 let mut loaded = Tensor::<D>::from_data(TensorData::new(v.clone(), tensor.dims()), &tensor.device());
                 if tensor.is_require_grad() {
                     loaded = loaded.require_grad();
@@ -298,6 +319,13 @@ impl ModuleMapper for ParamLoader<'_> {
             }
         }
     }
+}
+
+/// Shapes equal but for leading ones: biases were vectors before they became `[1, out]` rows.
+fn same_shape(stored: &[usize], expected: &[usize]) -> bool {
+    let significant = |s: &[usize]| s.iter().position(|&d| d != 1).map_or(0, |i| s.len() - i);
+    let (a, b) = (significant(stored), significant(expected));
+    a == b && stored[stored.len() - a..] == expected[expected.len() - b..]
 }
 
 /// Write via a temporary file in the same directory, fsync, then rename over the target.
@@ -319,4 +347,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_shape;
+
+    #[test]
+    fn stored_shapes_match_but_for_leading_ones() {
+        assert!(same_shape(&[64], &[1, 64]));
+        assert!(same_shape(&[1, 64], &[64]));
+        assert!(same_shape(&[3, 64], &[3, 64]));
+        assert!(same_shape(&[1], &[1, 1]));
+        assert!(!same_shape(&[64, 3], &[3, 64]));
+        assert!(!same_shape(&[64], &[64, 1]));
+        assert!(!same_shape(&[192], &[3, 64]));
+    }
 }

@@ -178,13 +178,15 @@ pub fn train(
         }
         let scale = lr_scale(t, step, fraction);
         if let Some(profiler) = profiler.as_mut() {
-            profiler.before_step(step - steps_at_start, &device.device)?;
+            profiler.before_step(step - steps_at_start, total - 1 - steps_at_start, &device.device)?;
         }
         task.update(&field, step)?;
         let loss = task.loss(&field, step);
-        let loss_value = read_loss.then(|| read_scalar(loss.clone()));
         let grads = GradientsParams::from_grads(loss.backward(), &field);
         field = adam.step(field, grads, scale);
+        // Read once the whole step is queued: a read in the middle would stall the device
+        // and cut the step's work into other fusion plans than the other steps'.
+        let loss_value = read_loss.then(|| read_scalar(loss));
         bar.inc(1);
         step = done;
 

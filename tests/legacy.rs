@@ -54,9 +54,12 @@ fn runs_written_before_the_split_evaluate_render_and_resume() {
             assert_eq!(rendered, std::fs::read(dir.join("reconstruction.png")).unwrap(), "{name}: the render differs from the saved reconstruction");
         }
     }
-    // The optimiser's state comes back under the new names too: a resumed run continues.
-    let dir = t.path().join("ffn-cam");
-    let r = run(&["train", "--resume", dir.to_str().unwrap(), "--steps", "40", "--device", "cpu", "--quiet"]);
-    assert!(r.status.success(), "{}", stderr(&r));
-    assert_eq!(summary(&dir)["steps"], 40);
+    // The optimiser's state comes back under the new names too: a resumed run continues. GNF's
+    // grids had a table each; their parameters and moments are stacked into one.
+    for name in ["ffn-cam", "gnf"] {
+        let dir = t.path().join(name);
+        let r = run(&["train", "--resume", dir.to_str().unwrap(), "--steps", "40", "--device", "cpu", "--quiet"]);
+        assert!(r.status.success(), "{name}: {}", stderr(&r));
+        assert_eq!(summary(&dir)["steps"], 40, "{name}");
+    }
 }

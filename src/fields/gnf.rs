@@ -14,12 +14,12 @@
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{sigmoid, softplus};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::grid::{GridLookup, GridSize, HashGrid, validate_grid};
-use super::mlp::{Linear, uniform_tensor};
+use super::grid::{GridLayout, GridLookup, level_resolutions, validate_grid};
+use super::mlp::{Linear, uniform_tensor, uniform_values};
 use super::radiance::RadianceConfig;
 use super::radiance::sh_count;
 use super::{Decoder, Encoding, FieldOptions, FieldSpec, OutputActivation, Outputs};
@@ -119,11 +119,24 @@ impl FieldOptions for GnfConfig {
 }
 
 /// GNF's encoding: one dense single-level grid per DiF-Grid level, or one multi-level hash grid.
+/// Every grid's entries live in one table, so that one gather reads all of a point's features
+/// and the optimiser updates them as one tensor.
 #[derive(Module, Debug)]
 pub struct GnfGrids {
-    pub grids: Vec<HashGrid>,
-    /// Per grid: how many times it repeats along each axis (0: a hash grid, not tiled).
-    pub tiles: Vec<f64>,
+    /// Each grid's `[rows, channels]` entries flattened and stacked, in rows of `width`.
+    pub table: Param<Tensor<2>>,
+    pub grids: Vec<GnfGrid>,
+}
+
+/// One grid of [`GnfGrids`].
+#[derive(Module, Debug)]
+pub struct GnfGrid {
+    pub layout: GridLayout,
+    pub channels: usize,
+    /// How many times it repeats along each axis (0: a hash grid, not tiled).
+    pub tiles: f64,
+    /// Its first row in the stacked table.
+    pub first_row: usize,
 }
 
 /// One layer of Gaussian neurons in feature space, then a linear output.
@@ -178,7 +191,8 @@ impl GnfGrids {
         if !(2..=3).contains(&d) {
             bail!("GNF's grid encoders take 2-D or 3-D coordinates, not {d}-D");
         }
-        let (grids, tiles) = match options.encoder {
+        // (layout, channels, tiles) per grid.
+        let grids: Vec<(GridLayout, usize, f64)> = match options.encoder {
             GnfEncoder::DifGrid => {
                 let levels = options.grid_resolutions.len();
                 if options.grid_channels.len() != levels || levels == 0 {
@@ -191,67 +205,99 @@ impl GnfGrids {
                 if options.grid_resolutions.iter().any(|&r| r < 2) {
                     bail!("model.grid_resolutions must all be at least 2");
                 }
-                let grids = options
-                    .grid_resolutions
-                    .iter()
-                    .zip(&options.grid_channels)
-                    .map(|(&res, &channels)| {
-                        // A single level whose table holds every vertex (dense).
+                if options.grid_channels.contains(&0) {
+                    bail!("model.grid_channels must all be at least 1");
+                }
+                let grids = options.grid_resolutions.iter().zip(&options.grid_channels).zip(tiles);
+                // A single level whose table holds every vertex (dense).
+                grids
+                    .map(|((&res, &channels), tiles)| {
                         let log2 = (res.pow(d as u32) as f64).log2().ceil() as u32;
-                        let size = GridSize { levels: 1, features: channels, log2_table_size: log2.clamp(3, 24), base: res, finest: res };
-                        HashGrid::new(d, size, rng, device)
+                        (GridLayout::new(d, vec![res], log2.clamp(3, 24)), channels, tiles)
                     })
-                    .collect();
-                (grids, tiles)
+                    .collect()
             }
             GnfEncoder::HashGrid => {
                 let finest = if options.finest_resolution == 0 { spec.resolution } else { options.finest_resolution };
-                let size = GridSize {
-                    levels: options.levels,
-                    features: options.features_per_level,
-                    log2_table_size: options.log2_table_size,
-                    base: options.base_resolution,
-                    finest,
-                };
-                let grid = HashGrid::new(d, size, rng, device);
-                (vec![grid], vec![0.0])
+                let resolutions = level_resolutions(options.levels, options.base_resolution, finest);
+                vec![(GridLayout::new(d, resolutions, options.log2_table_size), options.features_per_level, 0.0)]
             }
         };
-        Ok(Self { grids, tiles })
+        // The widest rows that split every grid's channels evenly.
+        let width = grids.iter().fold(0, |w, g| gcd(w, g.1));
+        let mut values = Vec::new();
+        let mut stacked = Vec::with_capacity(grids.len());
+        for (layout, channels, tiles) in grids {
+            let first_row = values.len() / width;
+            // instant-ngp's initialisation: tiny uniform values, grid after grid.
+            values.extend(uniform_values(layout.rows * channels, 1e-4, rng));
+            stacked.push(GnfGrid { layout, channels, tiles, first_row });
+        }
+        let table = Tensor::from_data(TensorData::new(values.clone(), [values.len() / width, width]), device);
+        Ok(Self { table: Param::from_tensor(table), grids: stacked })
     }
 
     pub fn output_dim(&self) -> usize {
-        self.grids.iter().map(HashGrid::output_dim).sum()
+        self.grids.iter().map(|g| g.layout.resolutions.len() * g.channels).sum()
     }
 
-    /// Grid lookups for `x` in `[0, 1]^d`, one per grid.
-    pub fn lookups(&self, x: Tensor<2>) -> Vec<GridLookup> {
-        self.grids
-            .iter()
-            .zip(&self.tiles)
-            .map(|(grid, &tiles)| {
-                if tiles == 0.0 {
-                    return grid.lookup(x.clone());
-                }
-                // The sawtooth tiling, then grid_sample's sampling (cell centres, border clamp)
-                // written as a lookup into a corner-aligned grid.
-                let res = grid.resolutions[0] as f64;
-                let t = if tiles == 1.0 {
-                    x.clone()
-                } else {
-                    let scaled = x.clone() * tiles;
-                    scaled.clone() - scaled.floor()
-                };
-                let pos = (t * res - 0.5).clamp(0.0, res - 1.0);
-                grid.lookup(pos / (res - 1.0))
-            })
-            .collect()
+    /// The stacked table's rows and weights for `x` in `[0, 1]^d`: per point, each grid's
+    /// levels in turn, each level's channels in blocks of the table's width.
+    pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
+        let n = x.dims()[0];
+        let width = self.table.val().dims()[1];
+        let (mut rows, mut weights) = (Vec::new(), Vec::new());
+        let mut corners = 0;
+        for grid in &self.grids {
+            let lookup = grid.layout.lookup(grid.tiled(x.clone()));
+            let (levels, blocks) = (grid.layout.resolutions.len(), grid.channels / width);
+            corners = lookup.corners;
+            // Block b of the vertex in row r of this grid's own table: row
+            // `first_row + r * blocks + b` of the stacked one.
+            let mut r = lookup.rows.reshape([n, levels, 1, corners]) * blocks as i32 + grid.first_row as i32;
+            let mut w = lookup.weight.reshape([n, levels, 1, corners]);
+            if blocks > 1 {
+                let block = Tensor::<1, Int>::arange(0..blocks as i64, &x.device()).reshape([1, 1, blocks, 1]);
+                r = r.repeat_dim(2, blocks) + block;
+                w = w.repeat_dim(2, blocks);
+            }
+            rows.push(r.reshape([n, levels * blocks, corners]));
+            weights.push(w.reshape([n, levels * blocks, corners]));
+        }
+        let (rows, weights) = (Tensor::cat(rows, 1), Tensor::cat(weights, 1));
+        let reads = rows.dims()[1];
+        GridLookup { rows: rows.reshape([n * reads * corners]), weight: weights.reshape([n, reads, corners, 1]), points: n, corners }
     }
 
     /// The grids' features, side by side, `[N, output_dim]`.
-    pub fn features(&self, lookups: &[GridLookup]) -> Tensor<2> {
-        Tensor::cat(self.grids.iter().zip(lookups).map(|(g, l)| g.interpolate(l)).collect(), 1)
+    pub fn features(&self, lookup: &GridLookup) -> Tensor<2> {
+        lookup.gather(self.table.val())
     }
+}
+
+impl GnfGrid {
+    /// Where `x` in `[0, 1]^d` reads this grid, in the grid's own `[0, 1]^d`.
+    fn tiled(&self, x: Tensor<2>) -> Tensor<2> {
+        if self.tiles == 0.0 {
+            return x;
+        }
+        // The sawtooth tiling, then grid_sample's sampling (cell centres, border clamp)
+        // written as a lookup into a corner-aligned grid.
+        let res = self.layout.resolutions[0] as f64;
+        let t = if self.tiles == 1.0 {
+            x
+        } else {
+            let scaled = x * self.tiles;
+            scaled.clone() - scaled.floor()
+        };
+        let pos = (t * res - 0.5).clamp(0.0, res - 1.0);
+        pos / (res - 1.0)
+    }
+}
+
+/// Greatest common divisor (`gcd(0, b) = b`).
+pub fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 impl GaussianLayer {
@@ -277,6 +323,48 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// The stacked table's one gather gives every grid's bilinear interpolation, channel by
+    /// channel, as each grid would on its own table: grids of 4, 2 and 6 channels (rows of 2,
+    /// so 2, 1 and 3 blocks per vertex), one of them tiled.
+    #[test]
+    fn stacked_grids_interpolate_each_grid() {
+        let device = Device::flex();
+        let mut rng = StdRng::seed_from_u64(5);
+        let spec = FieldSpec { d_in: 2, d_out: 1, resolution: 16, shape: vec![16, 16], importance: None, cam_dims: 2, radiance: false };
+        let options =
+            GnfConfig { grid_resolutions: vec![5, 7, 4], grid_channels: vec![4, 2, 6], grid_tiles: vec![1.0, 2.5, 1.0], ..Default::default() };
+        let mut grids = GnfGrids::new(&spec, &options, &mut rng, &device).unwrap();
+        assert_eq!(grids.table.val().dims(), [(25 * 4 + 49 * 2 + 16 * 6) / 2, 2]);
+        grids.table = Param::from_tensor(uniform_tensor(grids.table.val().dims(), 1.0, &mut rng, &device));
+        let table: Vec<f32> = grids.table.val().into_data().try_to_vec::<f32>().unwrap();
+        let n = 9;
+        let x = uniform_tensor([n, 2], 0.5, &mut rng, &device) + 0.5;
+        let got: Vec<f32> = grids.features(&grids.lookup(x.clone())).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(got.len(), n * 12);
+        let mut column = 0;
+        for grid in &grids.grids {
+            let (res, c) = (grid.layout.resolutions[0], grid.channels);
+            let own = &table[grid.first_row * 2..][..res * res * c];
+            let u: Vec<f32> = grid.tiled(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+            for p in 0..n {
+                let scale = (res - 1) as f32;
+                let (px, py) = (u[2 * p] * scale, u[2 * p + 1] * scale);
+                let (cx, cy) = (px.floor().min(scale - 1.0), py.floor().min(scale - 1.0));
+                let (fx, fy) = (px - cx, py - cy);
+                let at = |x: f32, y: f32, ch: usize| own[(x as usize + res * y as usize) * c + ch];
+                for ch in 0..c {
+                    let want = at(cx, cy, ch) * (1.0 - fx) * (1.0 - fy)
+                        + at(cx + 1.0, cy, ch) * fx * (1.0 - fy)
+                        + at(cx, cy + 1.0, ch) * (1.0 - fx) * fy
+                        + at(cx + 1.0, cy + 1.0, ch) * fx * fy;
+                    let g = got[p * 12 + column + ch];
+                    assert!((g - want).abs() < 1e-5, "grid at column {column}, point {p}, channel {ch}: {g} vs {want}");
+                }
+            }
+            column += c;
+        }
+    }
+
     /// The three-GEMM distance equals the direct sum over feature channels.
     #[test]
     fn expanded_distance_matches_direct_sum() {
@@ -290,15 +378,14 @@ mod tests {
         // Spread the centres and widths so the test is not trivially exp(0).
         layer.centres = Param::from_tensor(uniform_tensor([5, 3], 0.5, &mut rng, &device));
         layer.log_widths = Param::from_tensor(uniform_tensor([5, 3], 1.0, &mut rng, &device));
-        grids.grids.iter_mut().for_each(|g| g.table = Param::from_tensor(uniform_tensor(g.table.val().dims(), 0.5, &mut rng, &device)));
+        grids.table = Param::from_tensor(uniform_tensor(grids.table.val().dims(), 0.5, &mut rng, &device));
         let x = uniform_tensor([7, 2], 0.5, &mut rng, &device) + 0.5;
-        let lookups = grids.lookups(x);
-        let features = grids.features(&lookups);
+        let features = grids.features(&grids.lookup(x));
         let got: Vec<f32> = layer.forward(features.clone()).into_data().try_to_vec::<f32>().unwrap();
         let f: Vec<f32> = features.into_data().try_to_vec::<f32>().unwrap();
         let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         let (mu, rho) = (host(layer.centres.val()), host(layer.log_widths.val()));
-        let (w, b) = (host(layer.output.weight.val()), host(layer.output.bias.val().unsqueeze::<2>()));
+        let (w, b) = (host(layer.output.weight.val()), host(layer.output.bias.val()));
         for p in 0..7 {
             let mut out = b[0] as f64;
             for i in 0..5 {

@@ -133,14 +133,23 @@ pub fn validate_grid(source: &str, levels: usize, features: usize, log2_table_si
 
 #[derive(Module, Debug)]
 pub struct HashGrid {
-    /// All levels' entries stacked: `[sum of level sizes, features]`.
+    /// All levels' entries stacked: `[layout.rows, features]`.
     pub table: Param<Tensor<2>>,
-    pub dims: usize,
     pub features: usize,
+    pub layout: GridLayout,
+}
+
+/// Which table rows a point reads: the levels' resolutions, and each level's first row in the
+/// stacked table and whether it is dense or hashed.
+#[derive(Module, Debug)]
+pub struct GridLayout {
+    pub dims: usize,
     pub log2_table_size: usize,
     pub resolutions: Vec<usize>,
     pub offsets: Vec<usize>,
     pub dense: Vec<bool>,
+    /// Rows of all levels together.
+    pub rows: usize,
 }
 
 /// Level resolutions from base to finest with a constant growth factor.
@@ -151,21 +160,6 @@ pub fn level_resolutions(levels: usize, base: usize, finest: usize) -> Vec<usize
     let finest = finest.max(base);
     let growth = ((finest as f64 / base as f64).ln() / (levels - 1) as f64).exp();
     (0..levels).map(|l| (base as f64 * growth.powi(l as i32) - 1e-9).ceil() as usize).collect()
-}
-
-/// Each level's first row in the stacked table, whether it is dense, and the total row count.
-fn layout(dims: usize, resolutions: &[usize], log2_table_size: u32) -> (Vec<usize>, Vec<bool>, usize) {
-    let table_size = 1usize << log2_table_size;
-    let mut offsets = Vec::with_capacity(resolutions.len());
-    let mut dense = Vec::with_capacity(resolutions.len());
-    let mut total = 0;
-    for &res in resolutions {
-        let vertices = res.checked_pow(dims as u32).unwrap_or(usize::MAX);
-        offsets.push(total);
-        dense.push(vertices <= table_size);
-        total += vertices.min(table_size);
-    }
-    (offsets, dense, total)
 }
 
 /// How big a hash grid is: `levels` of `features` each, at most `2^log2_table_size` entries per
@@ -179,47 +173,25 @@ pub struct GridSize {
     pub finest: usize,
 }
 
-impl HashGrid {
-    pub fn new(dims: usize, size: GridSize, rng: &mut StdRng, device: &Device) -> Self {
-        assert!(dims == 2 || dims == 3, "hash grids are 2-D or 3-D");
-        let resolutions = level_resolutions(size.levels, size.base, size.finest);
-        let (offsets, dense, total) = layout(dims, &resolutions, size.log2_table_size);
-        // instant-ngp's initialisation: tiny uniform values.
-        let table = uniform_tensor([total, size.features], 1e-4, rng, device);
-        Self {
-            table: Param::from_tensor(table),
-            dims,
-            features: size.features,
-            log2_table_size: size.log2_table_size as usize,
-            resolutions,
-            offsets,
-            dense,
+impl GridLayout {
+    pub fn new(dims: usize, resolutions: Vec<usize>, log2_table_size: u32) -> Self {
+        assert!(dims == 2 || dims == 3, "grids are 2-D or 3-D");
+        let table_size = 1usize << log2_table_size;
+        let mut offsets = Vec::with_capacity(resolutions.len());
+        let mut dense = Vec::with_capacity(resolutions.len());
+        let mut rows = 0;
+        for &res in &resolutions {
+            let vertices = res.checked_pow(dims as u32).unwrap_or(usize::MAX);
+            offsets.push(rows);
+            dense.push(vertices <= table_size);
+            rows += vertices.min(table_size);
         }
+        Self { dims, log2_table_size: log2_table_size as usize, resolutions, offsets, dense, rows }
     }
 
-    /// Table rows a grid of this size has (its parameters are this times the features).
-    pub fn entry_count(dims: usize, size: GridSize) -> usize {
-        layout(dims, &level_resolutions(size.levels, size.base, size.finest), size.log2_table_size).2
-    }
-
-    pub fn output_dim(&self) -> usize {
-        self.resolutions.len() * self.features
-    }
-
-    /// `x: [N, dims]` in `[0, 1]` to interpolated features `[N, levels * features]`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.interpolate(&self.lookup(x))
-    }
-
-    /// Features from a lookup: gather the corner entries and blend them.
-    pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
-        let (n, levels, corners) = (lookup.points, self.resolutions.len(), lookup.corners);
-        let weights = lookup.weight.clone().reshape([n * levels, corners, 1]);
-        kernels::gather_sum::gather_sum(self.table.val(), lookup.rows.clone(), weights).reshape([n, levels * self.features])
-    }
-
-    /// Which table rows each point reads, and with what weights. Depends only on the points, so
-    /// a task that feeds the same points every step computes it once.
+    /// Which table rows each point of `x: [N, dims]` in `[0, 1]` reads, and with what weights.
+    /// Depends only on the points, so a task that feeds the same points every step computes it
+    /// once.
     pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
         // On the CPU, dozens of whole-tensor integer passes per corner dominate SDF training
         // and meshing; one pass on the host gives the same rows and weights. It has no backward,
@@ -354,6 +326,39 @@ impl HashGrid {
     }
 }
 
+impl HashGrid {
+    pub fn new(dims: usize, size: GridSize, rng: &mut StdRng, device: &Device) -> Self {
+        let resolutions = level_resolutions(size.levels, size.base, size.finest);
+        let layout = GridLayout::new(dims, resolutions, size.log2_table_size);
+        // instant-ngp's initialisation: tiny uniform values.
+        let table = uniform_tensor([layout.rows, size.features], 1e-4, rng, device);
+        Self { table: Param::from_tensor(table), features: size.features, layout }
+    }
+
+    /// Table rows a grid of this size has (its parameters are this times the features).
+    pub fn entry_count(dims: usize, size: GridSize) -> usize {
+        GridLayout::new(dims, level_resolutions(size.levels, size.base, size.finest), size.log2_table_size).rows
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.layout.resolutions.len() * self.features
+    }
+
+    /// `x: [N, dims]` in `[0, 1]` to interpolated features `[N, levels * features]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.interpolate(&self.lookup(x))
+    }
+
+    pub fn lookup(&self, x: Tensor<2>) -> GridLookup {
+        self.layout.lookup(x)
+    }
+
+    /// Features from a lookup: gather the corner entries and blend them.
+    pub fn interpolate(&self, lookup: &GridLookup) -> Tensor<2> {
+        lookup.gather(self.table.val())
+    }
+}
+
 /// Table rows and interpolation weights for a set of points.
 #[derive(Clone, Debug)]
 pub struct GridLookup {
@@ -363,6 +368,16 @@ pub struct GridLookup {
     pub weight: Tensor<4>,
     pub points: usize,
     pub corners: usize,
+}
+
+impl GridLookup {
+    /// The weighted sums of the rows read from `table: [rows, F]`: `[N, levels * F]`.
+    pub fn gather(&self, table: Tensor<2>) -> Tensor<2> {
+        let [n, levels, corners, _] = self.weight.dims();
+        let features = table.dims()[1];
+        let weights = self.weight.clone().reshape([n * levels, corners, 1]);
+        kernels::gather_sum::gather_sum(table, self.rows.clone(), weights).reshape([n, levels * features])
+    }
 }
 
 /// `(c * prime) mod 2^k` for `c < 2^15` and `k <= 24`, with every intermediate below 2^31,
@@ -439,15 +454,15 @@ mod tests {
             // Resolutions 2, 6, 15, 40, ... 2048 over 2^10 entries per level: the coarsest
             // levels are dense, the rest hashed.
             let grid = HashGrid::new(dims, GridSize { levels: 8, features: 2, log2_table_size: 10, base: 2, finest: 2048 }, &mut rng, &device);
-            assert!(grid.dense.iter().any(|&b| b) && grid.dense.iter().any(|&b| !b));
+            assert!(grid.layout.dense.iter().any(|&b| b) && grid.layout.dense.iter().any(|&b| !b));
             let mut points: Vec<f32> = vec![0.0; dims];
             points.extend(vec![1.0; dims]);
             points.extend((0..dims).map(|a| if a == 0 { -0.25 } else { 1.5 }));
             points.extend((0..200 * dims).map(|_| rand::RngExt::random_range(&mut rng, 0.0..1.0f32)));
             let n = points.len() / dims;
             let x = Tensor::<2>::from_data(TensorData::new(points, [n, dims]), &device);
-            let host = grid.lookup_on_host(x.clone());
-            let tensors = grid.lookup_with_tensors(x);
+            let host = grid.layout.lookup_on_host(x.clone());
+            let tensors = grid.layout.lookup_with_tensors(x);
             let rows = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
             assert_eq!(rows(host.rows), rows(tensors.rows), "{dims}-D rows");
             assert_eq!(host_values(host.weight), host_values(tensors.weight), "{dims}-D weights");

@@ -11,14 +11,14 @@ use super::cam::{Modulation, modulate};
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
-    pub bias: Param<Tensor<1>>,
+    pub bias: Param<Tensor<2>>,
 }
 
 impl Linear {
     /// Weights uniform in ±`weight_bound`, biases uniform in ±`bias_bound`.
     pub fn uniform(d_in: usize, d_out: usize, weight_bound: f64, bias_bound: f64, rng: &mut StdRng, device: &Device) -> Self {
         let weight = uniform_tensor([d_in, d_out], weight_bound, rng, device);
-        let bias = uniform_tensor([d_out], bias_bound, rng, device);
+        let bias = uniform_tensor([1, d_out], bias_bound, rng, device);
         Self { weight: Param::from_tensor(weight), bias: Param::from_tensor(bias) }
     }
 
@@ -29,11 +29,11 @@ impl Linear {
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.val()) + self.bias.val().unsqueeze::<2>()
+        x.matmul(self.weight.val()) + self.bias.val()
     }
 
     pub fn d_out(&self) -> usize {
-        self.bias.val().dims()[0]
+        self.bias.val().dims()[1]
     }
 }
 
@@ -66,9 +66,12 @@ impl ReluMlp {
 }
 
 pub fn uniform_tensor<const D: usize>(shape: [usize; D], bound: f64, rng: &mut StdRng, device: &Device) -> Tensor<D> {
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
+    Tensor::from_data(TensorData::new(uniform_values(shape.iter().product(), bound, rng), shape), device)
+}
+
+/// `n` values uniform in ±`bound`.
+pub fn uniform_values(n: usize, bound: f64, rng: &mut StdRng) -> Vec<f32> {
+    (0..n).map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect()
 }
 
 /// Standard normal samples (Box-Muller), scaled by `std`.

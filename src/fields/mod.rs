@@ -228,7 +228,6 @@ pub enum Encoded {
     Grid(grid::GridLookup),
     /// NeuRBF's grid lookup and its kernels' neighbours and basis values.
     Rbf(grid::GridLookup, neurbf::RbfBasis),
-    Grids(Vec<grid::GridLookup>),
 }
 
 /// Coordinates prepared for a field: the encoding's part, where each point reads CAM, and for
@@ -249,7 +248,7 @@ impl Encoding {
             Self::HashGrid(g) => Encoded::Grid(g.lookup(x)),
             // Kernels are frozen, so neighbours and basis values are fixed too.
             Self::NeuRbf(r) => Encoded::Rbf(r.grid_lookup(x.clone()), r.basis(x)),
-            Self::Gnf(g) => Encoded::Grids(g.lookups(x)),
+            Self::Gnf(g) => Encoded::Grid(g.lookup(x)),
         }
     }
 
@@ -258,7 +257,7 @@ impl Encoding {
         match (self, input) {
             (Self::HashGrid(g), Encoded::Grid(lookup)) => g.interpolate(lookup),
             (Self::NeuRbf(r), Encoded::Rbf(lookup, basis)) => r.features(lookup, basis),
-            (Self::Gnf(g), Encoded::Grids(lookups)) => g.features(lookups),
+            (Self::Gnf(g), Encoded::Grid(lookup)) => g.features(lookup),
             (_, Encoded::Coordinates(x) | Encoded::Features(x)) => x.clone(),
             _ => unreachable!("coordinates prepared by another encoding"),
         }

@@ -250,8 +250,8 @@ pub struct RbfEncoding {
     /// `w`: `[kernels, rbf_features]`.
     pub kernel_features: Param<Tensor<2>>,
     pub grid: HashGrid,
-    /// One bias over the concatenated grid and RBF features.
-    pub feature_bias: Param<Tensor<1>>,
+    /// One bias over the concatenated grid and RBF features, `[1, features]`.
+    pub feature_bias: Param<Tensor<2>>,
     /// Scales field coordinates into kernel space, per axis.
     pub axis_scale: Vec<f32>,
     #[module(skip)]
@@ -309,7 +309,7 @@ impl RbfEncoding {
         let f = options.rbf_features;
         let z = grid.output_dim() + f;
         let kernel_features = uniform_tensor([n, f], 1e-4, rng, device);
-        let feature_bias = uniform_tensor([z], 1e-4, rng, device);
+        let feature_bias = uniform_tensor([1, z], 1e-4, rng, device);
         let frozen = |v: Vec<f32>, cols: usize| Param::from_tensor(Tensor::from_data(TensorData::new(v, [n, cols]), device)).set_require_grad(false);
         Ok(Self {
             centres: frozen(centres, dims),
@@ -387,7 +387,7 @@ impl RbfEncoding {
     /// `[grid(x), rbf(x)] + b` from a point set's grid lookup and basis.
     pub fn features(&self, lookup: &GridLookup, basis: &RbfBasis) -> Tensor<2> {
         let rbf = kernels::gather_sum::gather_sum(self.kernel_features.val(), basis.rows.clone(), basis.psi.clone());
-        Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val().unsqueeze::<2>()
+        Tensor::cat(vec![self.grid.interpolate(lookup), rbf], 1) + self.feature_bias.val()
     }
 }
 
@@ -407,8 +407,11 @@ impl ResidualSineMlp {
         let mut h = modulate(modulation, 0, self.first.forward(z));
         if let Some(m) = &self.frequencies {
             // Residual sine, no ReLU (NeuRBF Eq. 7).
-            let m = Tensor::<1>::from_data(TensorData::new(m.clone(), [m.len()]), &h.device());
-            h = if kernels::on_flex(&h.device()) { kernels::residual_sine::residual_sine(h, m) } else { h.clone() + (h * m.unsqueeze::<2>()).sin() };
+            h = if kernels::on_flex(&h.device()) {
+                kernels::residual_sine::residual_sine(h.clone(), Tensor::from_data(TensorData::new(m.clone(), [m.len()]), &h.device()))
+            } else {
+                h.clone() + (h.clone() * Tensor::<2>::from_data(TensorData::new(m.clone(), [1, m.len()]), &h.device())).sin()
+            };
         }
         for (i, layer) in self.hidden.iter().enumerate() {
             h = relu(modulate(modulation, i + 1, layer.forward(h)));
