@@ -214,63 +214,62 @@ impl GridLayout {
         let scale = per_level(&|l| (self.resolutions[l] - 1) as f32);
         let max_cell = per_level(&|l| (self.resolutions[l] as f32 - 2.0).max(0.0));
 
-        let pos = x.unsqueeze_dim::<3>(1) * scale; // [N, L, d]
-        let cell = pos.clone().floor();
-        let cell = cell.clone() - relu(cell - max_cell); // keep x = 1 inside the last cell
-        let frac = pos - cell.clone();
-        let cell = cell.int();
+        // Whether each corner takes the upper vertex along an axis, `[1, 1, corners]`.
+        let corners = 1usize << d;
+        let upper = |axis: usize| -> (Tensor<3, Int>, Tensor<3>) {
+            let bits: Vec<i32> = (0..corners).map(|c| ((c >> axis) & 1) as i32).collect();
+            let floats: Vec<f32> = bits.iter().map(|&b| b as f32).collect();
+            (Tensor::from_data(TensorData::new(bits, [1, 1, corners]), &device), Tensor::from_data(TensorData::new(floats, [1, 1, corners]), &device))
+        };
+        let int_per_level = |v: Vec<i32>| Tensor::<3, Int>::from_data(TensorData::new(v, [1, levels, 1]), &device);
+        let dense_mask = int_per_level(self.dense.iter().map(|&b| b as i32).collect());
+        let offsets = int_per_level(self.offsets.iter().map(|&o| o as i32).collect());
 
-        let corner_count = 1usize << d;
-        let mut indices = Vec::with_capacity(corner_count);
-        let mut weights = Vec::with_capacity(corner_count);
-        let mask = self.dense.iter().map(|&b| b as i32).collect::<Vec<_>>();
-        let dense_mask = Tensor::<3, Int>::from_data(TensorData::new(mask, [1, levels, 1]), &device);
-        let offsets =
-            Tensor::<3, Int>::from_data(TensorData::new(self.offsets.iter().map(|&o| o as i32).collect::<Vec<_>>(), [1, levels, 1]), &device);
-        for corner in 0..corner_count {
-            let mut dense_index: Option<Tensor<3, Int>> = None;
-            let mut hash_index: Option<Tensor<3, Int>> = None;
-            let mut weight: Option<Tensor<3>> = None;
-            let mut stride = vec![1i32; levels];
-            for (axis, &prime) in PRIMES.iter().enumerate().take(d) {
-                let bit = (corner >> axis) & 1;
-                let c = cell.clone().narrow(2, axis, 1) + bit as i32; // [N, L, 1]
-                let f = frac.clone().narrow(2, axis, 1);
-                let w = if bit == 1 { f } else { f.neg() + 1.0 };
-                weight = Some(match weight {
-                    Some(acc) => acc * w,
-                    None => w,
-                });
+        // Axis by axis, every corner at once (`[N, L, corners]`): the corner's weight and its
+        // vertex's dense index and hash. Each axis slices the points once, so the whole lookup
+        // is a few fused kernels rather than slices per corner and axis.
+        let mut weight: Option<Tensor<3>> = None;
+        let mut dense_index: Option<Tensor<3, Int>> = None;
+        let mut hash_index: Option<Tensor<3, Int>> = None;
+        let mut stride = vec![1i32; levels];
+        for (axis, &prime) in PRIMES.iter().enumerate().take(d) {
+            let pos = x.clone().narrow(1, axis, 1).unsqueeze_dim::<3>(1) * scale.clone(); // [N, L, 1]
+            let cell = pos.clone().floor();
+            let cell = cell.clone() - relu(cell - max_cell.clone()); // keep x = 1 inside the last cell
+            let frac = pos - cell.clone();
+            let (upper_int, upper_float) = upper(axis);
+            // `frac` for upper corners, `1 - frac` for lower ones (exactly: one term is zero).
+            let w = frac.clone() * upper_float.clone() + (frac.neg() + 1.0) * (upper_float.neg() + 1.0);
+            weight = Some(match weight {
+                Some(acc) => acc * w,
+                None => w,
+            });
 
-                let stride_t = Tensor::<3, Int>::from_data(TensorData::new(stride.clone(), [1, levels, 1]), &device);
-                let term = c.clone() * stride_t;
-                dense_index = Some(match dense_index {
-                    Some(acc) => acc + term,
-                    None => term,
-                });
-                for (l, s) in stride.iter_mut().enumerate() {
-                    // Strides only matter on dense levels, where res^d fits in the table (< 2^24).
-                    *s = if self.dense[l] { *s * self.resolutions[l] as i32 } else { 0 };
-                }
-
-                let h = mul_mod(c, prime, self.log2_table_size);
-                hash_index = Some(match hash_index {
-                    Some(acc) => acc.bitwise_xor(h),
-                    None => h,
-                });
+            let c = cell.int() + upper_int; // [N, L, corners]
+            let term = c.clone() * int_per_level(stride.clone());
+            dense_index = Some(match dense_index {
+                Some(acc) => acc + term,
+                None => term,
+            });
+            for (l, s) in stride.iter_mut().enumerate() {
+                // Strides only matter on dense levels, where res^d fits in the table (< 2^24).
+                *s = if self.dense[l] { *s * self.resolutions[l] as i32 } else { 0 };
             }
-            let dense_index = dense_index.expect("at least one axis");
-            let hash_index = hash_index.expect("at least one axis");
-            let index = hash_index.clone() + dense_mask.clone() * (dense_index - hash_index) + offsets.clone();
-            indices.push(index);
-            weights.push(weight.expect("at least one axis"));
+
+            let h = mul_mod(c, prime, self.log2_table_size);
+            hash_index = Some(match hash_index {
+                Some(acc) => acc.bitwise_xor(h),
+                None => h,
+            });
         }
-        let rows = Tensor::cat(indices, 2).reshape([n * levels * corner_count]);
+        let dense_index = dense_index.expect("at least one axis");
+        let hash_index = hash_index.expect("at least one axis");
+        let index = hash_index.clone() + dense_mask * (dense_index - hash_index) + offsets;
         GridLookup {
-            rows,
-            weight: Tensor::cat(weights, 2).unsqueeze_dim::<4>(3), // [N, L, C, 1]
+            rows: index.reshape([n * levels * corners]),
+            weight: weight.expect("at least one axis").unsqueeze_dim::<4>(3), // [N, L, C, 1]
             points: n,
-            corners: corner_count,
+            corners,
         }
     }
 
