@@ -125,13 +125,14 @@ impl Profiler {
     }
 
     /// Close the window if training stopped before its last step, write `profile.json` into
-    /// `run_dir` and return the table to print.
+    /// `run_dir` and return the table to print (or why nothing was counted: a resumed or
+    /// time-limited run can end before the window opens).
     pub fn finish(self, step: u64, device: &Device, run_dir: &Path) -> Result<String> {
         let Some(start) = &self.start else {
-            anyhow::bail!(
-                "--profile needs more than {} steps; the first {WARMUP_STEPS} compile and tune the kernels and the last reads the loss, and are not counted",
+            return Ok(format!(
+                "profile: no steps counted; it needs more than {} steps (the first {WARMUP_STEPS} compile and tune the kernels and the last reads the loss)",
                 WARMUP_STEPS + 1
-            );
+            ));
         };
         let end = match self.end {
             Some(ref end) => end,

@@ -215,6 +215,15 @@ impl RunDir {
         if let Some(e) = loader.error {
             bail!("checkpoint {} does not match the model: {e}", path.display());
         }
+        // A moment the size of another parameter would fail at the first update, far from here.
+        for (key, moments) in &adam.state {
+            let expected = values.get(&format!("model.{key}")).map(|(shape, _)| shape.iter().product::<usize>());
+            for (which, moment) in [("m", &moments.m), ("v", &moments.v)] {
+                if expected.is_some_and(|n| n != moment.dims().iter().product::<usize>()) {
+                    bail!("checkpoint {}: adam.{which}.{key} has {:?} values, its parameter {:?}", path.display(), moment.dims(), expected);
+                }
+            }
+        }
         let mut task: TaskState =
             values.iter().filter_map(|(name, (shape, v))| Some((name.strip_prefix("task.")?.to_string(), shape.clone(), v.clone()))).collect();
         task.sort_by(|a, b| a.0.cmp(&b.0));
@@ -351,7 +360,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::same_shape;
+    use super::{HashMap, same_shape, stack_gnf_tables};
 
     #[test]
     fn stored_shapes_match_but_for_leading_ones() {
@@ -362,5 +371,25 @@ mod tests {
         assert!(!same_shape(&[64, 3], &[3, 64]));
         assert!(!same_shape(&[64], &[64, 1]));
         assert!(!same_shape(&[192], &[3, 64]));
+    }
+
+    /// Per-grid GNF tables of 4 and 2 channels stack into rows of 2, in grid order, with their
+    /// moments (stored flat by older checkpoints) stacked the same way.
+    #[test]
+    fn per_grid_gnf_tables_stack_into_rows_of_the_common_width() {
+        let mut values: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+        let first: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let second: Vec<f32> = (100..110).map(|i| i as f32).collect();
+        values.insert("model.encoding.Gnf.grids.0.table".into(), (vec![3, 4], first.clone()));
+        values.insert("model.encoding.Gnf.grids.1.table".into(), (vec![5, 2], second.clone()));
+        values.insert("adam.m.encoding.Gnf.grids.0.table".into(), (vec![12], first.clone()));
+        values.insert("adam.m.encoding.Gnf.grids.1.table".into(), (vec![10], second.clone()));
+        values.insert("model.decoder.Gaussian.centres".into(), (vec![2, 6], vec![0.0; 12]));
+        stack_gnf_tables(&mut values);
+        let both: Vec<f32> = first.into_iter().chain(second).collect();
+        assert_eq!(values["model.encoding.Gnf.table"], (vec![11, 2], both.clone()));
+        assert_eq!(values["adam.m.encoding.Gnf.table"], (vec![11, 2], both));
+        assert!(!values.keys().any(|k| k.contains("grids.")), "{:?}", values.keys());
+        assert_eq!(values["model.decoder.Gaussian.centres"].0, vec![2, 6]);
     }
 }

@@ -148,7 +148,8 @@ pub fn train(
     let mut clock = Instant::now();
     let mut rate_mark = (progress.step, Instant::now());
     let mut step = progress.step;
-    // The observer's "checkpoint now", honoured at the next step (which reads its loss first).
+    // The observer's "checkpoint now", honoured at the next step (which reads its loss before
+    // anything is saved).
     let mut checkpoint_asked = false;
     while step < total {
         let elapsed = progress.train_seconds + clock.elapsed().as_secs_f64();
@@ -237,10 +238,10 @@ pub fn train(
     progress.train_seconds += clock.elapsed().as_secs_f64();
     progress.step = step;
     bar.finish();
+    run.save_checkpoint(&field, &adam, &progress, &task.state())?;
     if let Some(profiler) = profiler {
         println!("{}", profiler.finish(step - steps_at_start, &device.device, &run.path)?);
     }
-    run.save_checkpoint(&field, &adam, &progress, &task.state())?;
 
     let valid = field.valid();
     let metrics = task.evaluate(&valid, &device.device)?;

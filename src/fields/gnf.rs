@@ -123,7 +123,8 @@ impl FieldOptions for GnfConfig {
 /// and the optimiser updates them as one tensor.
 #[derive(Module, Debug)]
 pub struct GnfGrids {
-    /// Each grid's `[rows, channels]` entries flattened and stacked, in rows of `width`.
+    /// Each grid's `[rows, channels]` entries flattened and stacked, in rows as wide as the
+    /// greatest common divisor of the grids' channel counts.
     pub table: Param<Tensor<2>>,
     pub grids: Vec<GnfGrid>,
 }
@@ -233,7 +234,11 @@ impl GnfGrids {
             values.extend(uniform_values(layout.rows * channels, 1e-4, rng));
             stacked.push(GnfGrid { layout, channels, tiles, first_row });
         }
-        let table = Tensor::from_data(TensorData::new(values.clone(), [values.len() / width, width]), device);
+        let rows = values.len() / width;
+        if rows > i32::MAX as usize {
+            bail!("GNF's grids have {rows} table rows of {width} channels, more than the 2^31 a lookup can index; use fewer or smaller grids");
+        }
+        let table = Tensor::from_data(TensorData::new(values, [rows, width]), device);
         Ok(Self { table: Param::from_tensor(table), grids: stacked })
     }
 
