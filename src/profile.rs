@@ -2,9 +2,9 @@
 //! every kernel launch (CubeCL's launch observer) and every read back to the host (nfield reads
 //! through [`read_floats`] and [`read_scalar`], which count) over the steps after the first
 //! few, whose launches include shader compilation and autotuning, and before the last, which
-//! reads the loss. `--profile times` also times
-//! each kernel on the device; that runs kernels one at a time, so it gives each kernel's cost,
-//! not the step's. Printed, and written to the run's `profile.json`.
+//! reads the loss. `--profile times` also times each kernel on the device; that runs kernels
+//! one at a time, so it gives each kernel's cost, not the step's. Printed, and written to the
+//! run's `profile.json`.
 
 use std::collections::HashMap;
 use std::path::Path;
