@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use nfield::profile::read_floats;
 use nfield::render::sphere_trace::{Camera, trace};
 use serde_json::json;
 
@@ -78,8 +80,18 @@ fn camera(azimuth: f32, elevation: f32) -> Camera {
 /// RGBA pixels of `camera`, each the mean of `SUPERSAMPLE^2` rays.
 fn render(camera: &Camera) -> Vec<u8> {
     let big = SIZE * SUPERSAMPLE;
-    let mut sdf = |points: &[f32]| points.chunks(3).map(|p| distance([p[0], p[1], p[2]])).collect::<Vec<f32>>();
-    let hits = trace(&mut sdf, camera, big, big);
+    let device = Device::flex();
+    // The analytic distances on the host, for the tracer's points on the CPU backend.
+    let sdf = |points: Tensor<2>| {
+        let distances: Vec<f32> = read_floats(points).chunks(3).map(|p| distance([p[0], p[1], p[2]])).collect();
+        let n = distances.len();
+        Tensor::from_data(TensorData::new(distances, [n, 1]), &device)
+    };
+    let traced = trace(&sdf, camera, big, big, 1, &device);
+    let mut hits = vec![None; big * big];
+    for (&pixel, t) in traced.pixels.iter().zip(read_floats(traced.t)) {
+        hits[pixel] = Some(t);
+    }
     let mut out = vec![0u8; SIZE * SIZE * 4];
     for y in 0..SIZE {
         for x in 0..SIZE {

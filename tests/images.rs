@@ -126,3 +126,56 @@ fn psnr_and_ssim_match_scikit_image() {
     let p = psnr(&b, &a.pixels);
     assert!((p - 24.317914936505396).abs() < 1e-4, "psnr {p}");
 }
+
+/// The viewer's pictures of an image run, made on the device: at one view pixel per image pixel
+/// the field is `render_image` and the target is the image; the error map is black where they
+/// agree and red to yellow where they do not; "field | target" puts the two side by side; outside
+/// the image is dark grey. Grey images show their channel in all three colours.
+#[test]
+fn viewer_pictures_show_the_field_the_target_and_their_error() {
+    use nfield::config::Config;
+    use nfield::fields::Field;
+    use nfield::profile::read_floats;
+    use nfield::tasks::ViewRequest;
+
+    let device = burn::tensor::Device::flex();
+    for file in ["test/coffee-64x48-rgb8.png", "test/coffee-64x48-grey8.png"] {
+        let sets = [format!("task.path={}", asset(file).display()), "task.crop=[64,48]".to_string()];
+        let mut config = Config::load(&repo().join("configs/image/hashgrid.toml"), &sets).unwrap();
+        config.resolve();
+        let task = config.task.build(&config, &device).unwrap();
+        let field = Field::new(&config.model, &task.field_spec(), 3, &device).unwrap();
+        let image = Image::load(&asset(file)).unwrap();
+        let c = image.channels;
+        let view = |mode: usize, width: usize, height: usize, span: f32| {
+            let request = ViewRequest { width, height, mode, centre: [0.5, 0.5], span, camera: None };
+            let picture = task.view(&field, &request, &device).unwrap();
+            assert_eq!((picture.width, picture.height), (width, height), "{file} mode {mode}");
+            read_floats(picture.rgb)
+        };
+        let rgb = |values: &[f32], i: usize| -> [f32; 3] { if c < 3 { [values[i * c]; 3] } else { [0, 1, 2].map(|k| values[i * c + k]) } };
+        let field_values = nfield::render::render_image(&field, 64, 48, 4096, &device);
+        let (shown, target, error) = (view(0, 64, 48, 1.0), view(1, 64, 48, 1.0), view(2, 64, 48, 1.0));
+        for i in 0..64 * 48 {
+            let (f, t) = (rgb(&field_values, i), rgb(&image.pixels, i));
+            for k in 0..3 {
+                assert!((shown[3 * i + k] - f[k].clamp(0.0, 1.0)).abs() < 1e-5, "{file}: field pixel {i}");
+                assert_eq!(target[3 * i + k], t[k], "{file}: target pixel {i}");
+            }
+            let e = ((0..c).map(|k| (field_values[i * c + k] - image.pixels[i * c + k]).abs()).sum::<f32>() / c as f32 * 5.0).clamp(0.0, 1.0);
+            let heat = [(2.0 * e).min(1.0), (2.0 * e - 1.0).max(0.0), 0.0];
+            assert!((0..3).all(|k| (error[3 * i + k] - heat[k]).abs() < 1e-4), "{file}: error pixel {i}");
+        }
+        // Side by side: the left half is the field, the right half the target, at half the width.
+        let both = view(3, 128, 48, 1.0);
+        for y in 0..48 {
+            assert_eq!(&both[3 * (y * 128)..3 * (y * 128 + 64)], &shown[3 * y * 64..3 * (y + 1) * 64], "{file}: row {y} left");
+            assert_eq!(&both[3 * (y * 128 + 64)..3 * (y * 128 + 128)], &target[3 * y * 64..3 * (y + 1) * 64], "{file}: row {y} right");
+        }
+        // Zoomed out to twice the image: a dark grey frame around the image.
+        let out = view(1, 64, 48, 2.0);
+        assert!(out[..3].iter().chain(&out[out.len() - 3..]).all(|&v| v == 0.15), "{file}: corners");
+        let middle = 3 * (24 * 64 + 32);
+        assert_ne!(out[middle..middle + 3], [0.15; 3], "{file}: centre");
+    }
+}

@@ -8,7 +8,7 @@ pub mod volume;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData, ops::IndexingUpdateOp};
 
 use crate::data::image::Image;
 use crate::fields::Field;
@@ -64,6 +64,29 @@ pub fn unused_dir(dir: &Path, base: &str) -> PathBuf {
 pub fn render_image(field: &Field, width: usize, height: usize, chunk: usize, device: &Device) -> Vec<f32> {
     let coords = Image::pixel_centres(width, height);
     evaluate_points(field, &coords, 2, chunk, device)
+}
+
+/// A field's outputs `[N, d_out]` at `points` (flat `[N, d_in]`), on the device, `chunk` points
+/// per forward pass; nothing is read back.
+pub fn evaluate_on_device(field: &Field, points: Vec<f32>, d_in: usize, chunk: usize, device: &Device) -> Tensor<2> {
+    let n = points.len() / d_in;
+    forward_in_chunks(field, Tensor::from_data(TensorData::new(points, [n, d_in]), device), chunk)
+}
+
+/// The field on the rows of `x`, `chunk` rows per forward pass so memory stays bounded.
+pub fn forward_in_chunks(field: &Field, x: Tensor<2>, chunk: usize) -> Tensor<2> {
+    let [n, _] = x.dims();
+    if n <= chunk {
+        return field.forward(x);
+    }
+    Tensor::cat((0..n).step_by(chunk.max(1)).map(|s| field.forward(x.clone().narrow(0, s, chunk.min(n - s)))).collect(), 0)
+}
+
+/// A picture `[n, 3]` on the device: `colours` (`[rows, 3]`) at `rows`, `background` elsewhere.
+pub fn paint_rows(n: usize, rows: &[usize], colours: Tensor<2>, background: f32, device: &Device) -> Tensor<2> {
+    let index = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| r as i32).collect::<Vec<_>>(), [rows.len()]), device);
+    let painted = Tensor::<2>::zeros([n, 1], device).select_assign(0, index.clone(), Tensor::ones([rows.len(), 1], device), IndexingUpdateOp::Add);
+    Tensor::<2>::zeros([n, 3], device).select_assign(0, index, colours, IndexingUpdateOp::Add) + (painted.neg() + 1.0) * background
 }
 
 /// Evaluate a field at `points` (flat `[N, d_in]`), `chunk` points per forward pass.

@@ -1,9 +1,15 @@
 //! Sphere tracing a signed distance field: pictures of a trained SDF from any camera.
 //!
 //! Each ray starts where it enters the `[-1, 1]^3` box and steps by the distance the field
-//! reports until it is within `HIT` of the surface or leaves the box. Rays are traced together
-//! and the finished ones dropped each step, so the field sees one batch per step. Normals are the
-//! field's gradient by central differences; shading is a headlight Lambert term plus ambient.
+//! reports until it is within `HIT` of the surface or leaves the box. The rays' state stays on
+//! the device, so the picture can be shown without passing through the host: rays are traced
+//! together, and the finished ones are dropped whenever the host looks at which finished. Normals
+//! are the field's gradient by central differences; shading is a headlight Lambert term plus
+//! ambient.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::profile::read_floats;
 
 pub type V3 = [f32; 3];
 
@@ -30,6 +36,8 @@ const HIT: f32 = 1e-3;
 const NORMAL_STEP: f32 = 2e-3;
 /// Learned fields are not exact distances: step a little less than they say.
 const STEP_SCALE: f32 = 0.9;
+/// The lit surface's colour.
+const CLAY: V3 = [0.85, 0.72, 0.58];
 
 /// A pinhole camera (y up in the picture).
 #[derive(Debug, Clone, Copy)]
@@ -79,98 +87,130 @@ pub enum Shading {
     Normal,
 }
 
-/// Where each ray hit the surface (`None`: it missed), by sphere tracing `sdf`, which maps
-/// points (flat `[N, 3]`) to signed distances.
-pub fn trace(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, camera: &Camera, width: usize, height: usize) -> Vec<Option<f32>> {
+/// Signed distances of points on the device: `[M, 3]` box points to `[M, 1]` distances.
+pub type DeviceSdf<'a> = dyn Fn(Tensor<2>) -> Tensor<2> + 'a;
+
+/// The rays that hit, from `trace`: their pixels (row-major), and on the device their distances
+/// along the ray `[H, 1]` and unit directions `[H, 3]`.
+pub struct Hits {
+    pub pixels: Vec<usize>,
+    pub t: Tensor<2>,
+    pub dirs: Tensor<2>,
+}
+
+/// Steps between the host's looks at which rays finished. On the CPU every step (the finished
+/// rays are dropped at once, so later steps evaluate fewer points); on a GPU a read costs a
+/// round trip, and a few wasted evaluations of finished rays cost nothing by comparison.
+pub fn steps_per_read(device: &Device) -> usize {
+    if crate::kernels::on_flex(device) { 1 } else { 8 }
+}
+
+/// Sphere trace `sdf` through every pixel of `camera`, the rays' state on the device. Every
+/// `steps_per_read` steps the host reads which rays finished (one small read), keeps the hits and
+/// drops them and the misses from the batch.
+pub fn trace(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, steps_per_read: usize, device: &Device) -> Hits {
     let n = width * height;
-    let dirs: Vec<V3> = (0..n).map(|i| camera.ray(i % width, i / width, width, height)).collect();
-    let mut hits = vec![None; n];
-    // (pixel, t, where the ray leaves the box).
-    let mut active: Vec<(usize, f32, f32)> = (0..n).filter_map(|i| box_interval(camera.eye, dirs[i]).map(|(near, far)| (i, near, far))).collect();
-    for _ in 0..MAX_STEPS {
-        if active.is_empty() {
-            break;
-        }
-        let points: Vec<f32> = active
-            .iter()
-            .flat_map(|&(i, t, _)| {
-                let dir = dirs[i];
-                (0..3).map(move |k| camera.eye[k] + t * dir[k])
-            })
-            .collect();
-        let distances = sdf(&points);
-        let mut still = Vec::with_capacity(active.len());
-        for (&(i, t, far), &d) in active.iter().zip(&distances) {
-            if d.abs() < HIT {
-                hits[i] = Some(t);
-            } else if t <= far && d.is_finite() {
-                still.push((i, t + STEP_SCALE * d, far));
-            }
-        }
-        active = still;
-    }
-    hits
-}
-
-/// Normals (unit gradients of `sdf`) at `points` (flat `[N, 3]`), by central differences `step`
-/// apart along each axis.
-pub fn normals(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, points: &[f32], step: f32) -> Vec<V3> {
-    let n = points.len() / 3;
-    let mut probes = Vec::with_capacity(n * 18);
-    for p in points.chunks(3) {
-        for k in 0..3 {
-            for s in [1.0, -1.0] {
-                let mut q = [p[0], p[1], p[2]];
-                q[k] += s * step;
-                probes.extend_from_slice(&q);
-            }
+    let mut pixels = Vec::new();
+    let mut dirs = Vec::new();
+    let (mut t, mut far) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let dir = camera.ray(i % width, i / width, width, height);
+        if let Some((near, leave)) = box_interval(camera.eye, dir) {
+            pixels.push(i);
+            dirs.extend_from_slice(&dir);
+            t.push(near);
+            far.push(leave);
         }
     }
-    let d = sdf(&probes);
-    d.chunks(6).map(|d| unit([d[0] - d[1], d[2] - d[3], d[4] - d[5]])).collect()
+    let column = |values: Vec<f32>, width: usize| Tensor::<2>::from_data(TensorData::new(values, [pixels.len(), width]), device);
+    let eye = Tensor::<2>::from_data(TensorData::new(camera.eye.to_vec(), [1, 3]), device);
+    let (mut dirs, mut t, mut far) = (column(dirs, 3), column(t, 1), column(far, 1));
+    let mut marching = pixels;
+    let (mut hit_pixels, mut hit_t, mut hit_dirs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut steps = 0;
+    while steps < MAX_STEPS && !marching.is_empty() {
+        // 0: marching, 1: hit, 2: missed (left the box, or the field gave no number).
+        let mut status = Tensor::<2>::zeros([marching.len(), 1], device);
+        for _ in 0..steps_per_read.clamp(1, MAX_STEPS - steps) {
+            let distance = sdf(eye.clone() + t.clone() * dirs.clone());
+            let still = status.clone().equal_elem(0.0);
+            let hit = still.clone().bool_and(distance.clone().abs().lower_elem(HIT));
+            let gone = t.clone().greater(far.clone()).bool_or(distance.clone().is_finite().bool_not());
+            let missed = still.bool_and(hit.clone().bool_not()).bool_and(gone);
+            status = status.mask_fill(hit, 1.0).mask_fill(missed, 2.0);
+            t = t.clone().mask_where(status.clone().equal_elem(0.0), t + distance * STEP_SCALE);
+            steps += 1;
+        }
+        let status = read_floats(status);
+        let rows_where = |code: f32| -> Vec<usize> { (0..status.len()).filter(|&r| status[r] == code).collect() };
+        let rows =
+            |list: &[usize]| Tensor::<1, Int>::from_data(TensorData::new(list.iter().map(|&r| r as i32).collect::<Vec<_>>(), [list.len()]), device);
+        let hits = rows_where(1.0);
+        if !hits.is_empty() {
+            let index = rows(&hits);
+            hit_pixels.extend(hits.iter().map(|&r| marching[r]));
+            hit_t.push(t.clone().select(0, index.clone()));
+            hit_dirs.push(dirs.clone().select(0, index));
+        }
+        let going = rows_where(0.0);
+        if going.len() < marching.len() && !going.is_empty() {
+            let index = rows(&going);
+            (dirs, t, far) = (dirs.select(0, index.clone()), t.select(0, index.clone()), far.select(0, index));
+        }
+        marching = going.iter().map(|&r| marching[r]).collect();
+    }
+    let stack = |parts: Vec<Tensor<2>>, width: usize| if parts.is_empty() { Tensor::zeros([0, width], device) } else { Tensor::cat(parts, 0) };
+    Hits { pixels: hit_pixels, t: stack(hit_t, 1), dirs: stack(hit_dirs, 3) }
 }
 
-/// A `width x height` RGB picture (`[H, W, 3]` in `[0, 1]`) of the zero level set of `sdf`.
-pub fn render(sdf: &mut dyn FnMut(&[f32]) -> Vec<f32>, camera: &Camera, width: usize, height: usize, shading: Shading) -> Vec<f32> {
-    let hits = trace(sdf, camera, width, height);
-    let hit_pixels: Vec<usize> = (0..hits.len()).filter(|&i| hits[i].is_some()).collect();
+/// Normals of `sdf` at points on the device `[H, 3]` (unit gradients by central differences
+/// `step` apart along each axis): one batch of the six probes of every point.
+pub fn normals_on_device(sdf: &DeviceSdf, points: Tensor<2>, step: f32) -> Tensor<2> {
+    let [h, _] = points.dims();
+    let device = points.device();
+    let probes: Vec<Tensor<2>> = (0..3)
+        .flat_map(|k| [step, -step].map(|s| (k, s)))
+        .map(|(k, s)| {
+            let mut offset = [0.0f32; 3];
+            offset[k] = s;
+            points.clone() + Tensor::<2>::from_data(TensorData::new(offset.to_vec(), [1, 3]), &device)
+        })
+        .collect();
+    let d = sdf(Tensor::cat(probes, 0));
+    let probe = |j: usize| d.clone().narrow(0, j * h, h);
+    let gradient = Tensor::cat((0..3).map(|k| probe(2 * k) - probe(2 * k + 1)).collect(), 1);
+    let length = gradient.clone().square().sum_dim(1).sqrt().clamp_min(1e-20);
+    gradient / length
+}
+
+/// A `width x height` RGB picture (`[H * W, 3]` in `[0, 1]`, rows top to bottom, on the device)
+/// of the zero level set of `sdf`.
+pub fn render(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, shading: Shading, device: &Device) -> Tensor<2> {
+    let hits = trace(sdf, camera, width, height, steps_per_read(device), device);
     let background = if shading == Shading::Lit { 1.0 } else { 0.0 };
-    let mut pixels = vec![background; width * height * 3];
-    if hit_pixels.is_empty() {
-        return pixels;
+    if hits.pixels.is_empty() {
+        return Tensor::full([width * height, 3], background, device);
     }
-    let depth = |i: usize| hits[i].unwrap_or(0.0);
-    match shading {
+    let colours = match shading {
         Shading::Depth => {
-            let near = hit_pixels.iter().map(|&i| depth(i)).fold(f32::INFINITY, f32::min);
-            let far = hit_pixels.iter().map(|&i| depth(i)).fold(f32::NEG_INFINITY, f32::max);
-            for &i in &hit_pixels {
-                let v = 1.0 - 0.8 * (depth(i) - near) / (far - near).max(1e-6);
-                pixels[i * 3..i * 3 + 3].fill(v);
-            }
+            let (near, far) = (hits.t.clone().min().reshape([1, 1]), hits.t.clone().max().reshape([1, 1]));
+            let span = (far - near.clone()).clamp_min(1e-6);
+            ((hits.t - near) / span * -0.8 + 1.0).repeat_dim(1, 3)
         }
         Shading::Lit | Shading::Normal => {
-            let points: Vec<f32> = hit_pixels
-                .iter()
-                .flat_map(|&i| {
-                    let dir = camera.ray(i % width, i / width, width, height);
-                    (0..3).map(move |k| camera.eye[k] + depth(i) * dir[k])
-                })
-                .collect();
-            let normals = normals(sdf, &points, NORMAL_STEP);
-            for (&i, n) in hit_pixels.iter().zip(&normals) {
-                let rgb = if shading == Shading::Normal {
-                    n.map(|c| 0.5 * c + 0.5)
-                } else {
-                    let dir = camera.ray(i % width, i / width, width, height);
-                    let lambert = (-dot(*n, dir)).max(0.0);
-                    [0.85, 0.72, 0.58].map(|albedo| albedo * (0.2 + 0.8 * lambert))
-                };
-                pixels[i * 3..i * 3 + 3].copy_from_slice(&rgb);
+            let eye = Tensor::<2>::from_data(TensorData::new(camera.eye.to_vec(), [1, 3]), device);
+            let points = eye + hits.t * hits.dirs.clone();
+            let normals = normals_on_device(sdf, points, NORMAL_STEP);
+            if shading == Shading::Normal {
+                normals * 0.5 + 0.5
+            } else {
+                let lambert = (normals * hits.dirs).sum_dim(1).neg().clamp_min(0.0);
+                let albedo = Tensor::<2>::from_data(TensorData::new(CLAY.to_vec(), [1, 3]), device);
+                albedo * (lambert * 0.8 + 0.2)
             }
         }
-    }
-    pixels
+    };
+    super::paint_rows(width * height, &hits.pixels, colours, background, device)
 }
 
 /// Where a ray from `eye` along `dir` is inside `[-1, 1]^3`: `(enter, leave)`, or `None`.
@@ -194,16 +234,30 @@ fn box_interval(eye: V3, dir: V3) -> Option<(f32, f32)> {
 mod tests {
     use super::*;
 
-    fn sphere(points: &[f32]) -> Vec<f32> {
-        points.chunks(3).map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt() - 0.5).collect()
+    /// A sphere of radius 0.5 about the origin, in tensors.
+    fn sphere(points: Tensor<2>) -> Tensor<2> {
+        points.square().sum_dim(1).sqrt() - 0.5
     }
 
     #[test]
     fn sphere_hits_where_the_geometry_says() {
+        let device = Device::flex();
         let camera = Camera::orbit(3, 8, 3.0, 20.0);
         let (w, h) = (48, 32);
-        let hits = trace(&mut sphere, &camera, w, h);
-        for (i, hit) in hits.iter().enumerate() {
+        // Every step looked at, and every eighth (the GPU's choice): the same hits.
+        let hits = trace(&sphere, &camera, w, h, 1, &device);
+        let t = read_floats(hits.t);
+        let coarse = trace(&sphere, &camera, w, h, 8, &device);
+        let mut pairs: Vec<(usize, f32)> = coarse.pixels.iter().copied().zip(read_floats(coarse.t)).collect();
+        pairs.sort_by_key(|p| p.0);
+        let mut fine: Vec<(usize, f32)> = hits.pixels.iter().copied().zip(t.iter().copied()).collect();
+        fine.sort_by_key(|p| p.0);
+        assert_eq!(pairs, fine, "reading every 8 steps changes the hits");
+        let mut hit = vec![None; w * h];
+        for (&i, &t) in hits.pixels.iter().zip(&t) {
+            hit[i] = Some(t);
+        }
+        for (i, hit) in hit.iter().enumerate() {
             let dir = camera.ray(i % w, i / w, w, h);
             // Exact ray-sphere intersection.
             let b = dot(camera.eye, dir);
@@ -221,21 +275,39 @@ mod tests {
                 None => assert!(disc < 0.01, "pixel {i} missed (disc {disc})"),
             }
         }
-        assert!(hits.iter().filter(|h| h.is_some()).count() > 100);
+        assert!(hit.iter().filter(|h| h.is_some()).count() > 100);
     }
 
     #[test]
     fn lit_sphere_is_brightest_facing_the_camera() {
+        let device = Device::flex();
         let camera = Camera::orbit(0, 1, 3.0, 0.0);
         let (w, h) = (33, 33);
-        let lit = render(&mut sphere, &camera, w, h, Shading::Lit);
+        let picture = |shading| read_floats(render(&sphere, &camera, w, h, shading, &device));
+        let lit = picture(Shading::Lit);
+        assert_eq!(lit.len(), w * h * 3);
         let centre = (16 * w + 16) * 3;
         assert!(lit[centre] > 0.8, "centre {}", lit[centre]);
         assert_eq!(lit[0], 1.0, "background");
-        let normal = render(&mut sphere, &camera, w, h, Shading::Normal);
+        let normal = picture(Shading::Normal);
         // The centre's normal points at the camera (+z).
         assert!((normal[centre + 2] - 1.0).abs() < 0.02 && (normal[centre] - 0.5).abs() < 0.02);
-        let depth = render(&mut sphere, &camera, w, h, Shading::Depth);
+        let depth = picture(Shading::Depth);
         assert!((depth[centre] - 1.0).abs() < 0.05 && depth[0] == 0.0);
+        // Nothing in view: the background alone.
+        let away = Camera::look_at([0.0, 0.0, 3.0], [0.0, 0.0, 6.0], [0.0, 1.0, 0.0], 40.0);
+        assert!(read_floats(render(&sphere, &away, 8, 8, Shading::Lit, &device)).iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn normals_are_the_gradient_direction() {
+        let device = Device::flex();
+        let points = [[0.5f32, 0.0, 0.0], [0.0, -0.3, 0.4], [0.2, 0.2, -0.2]];
+        let x = Tensor::<2>::from_data(TensorData::new(points.concat(), [3, 3]), &device);
+        let normals = read_floats(normals_on_device(&sphere, x, 1e-3));
+        for (p, n) in points.iter().zip(normals.chunks(3)) {
+            let expected = unit(*p);
+            assert!((0..3).all(|k| (n[k] - expected[k]).abs() < 1e-3), "{n:?} vs {expected:?}");
+        }
     }
 }

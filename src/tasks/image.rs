@@ -228,19 +228,16 @@ impl Task for ImageTask {
     /// between them as a heat map (black: none, red to yellow: up to a fifth of the range).
     /// Outside the image is dark grey. "field | target" shows the same window of both, side by
     /// side.
-    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::ViewPicture> {
         if request.mode == 3 {
             let half = super::ViewRequest { width: (request.width / 2).max(1), ..request.clone() };
             let (left, right) = (
                 self.view(field, &super::ViewRequest { mode: 0, ..half.clone() }, device)?,
                 self.view(field, &super::ViewRequest { mode: 1, ..half }, device)?,
             );
-            let rgb = (0..left.height)
-                .flat_map(|y| [&left.rgb[3 * y * left.width..][..3 * left.width], &right.rgb[3 * y * right.width..][..3 * right.width]])
-                .flatten()
-                .copied()
-                .collect();
-            return Ok(super::Picture { width: 2 * left.width, height: left.height, rgb });
+            let (w, h) = (left.width, left.height);
+            let rgb = Tensor::cat(vec![left.rgb.reshape([h, w, 3]), right.rgb.reshape([h, w, 3])], 1).reshape([h * 2 * w, 3]);
+            return Ok(super::ViewPicture { width: 2 * w, height: h, rgb });
         }
         let (w, h) = (request.width, request.height);
         let (iw, ih, c) = (self.image.width, self.image.height, self.image.channels);
@@ -253,38 +250,38 @@ impl Task for ImageTask {
             })
             .collect();
         let inside: Vec<usize> = (0..w * h).filter(|&i| coords[i].iter().all(|v| (0.0..1.0).contains(v))).collect();
-        let target = |p: [f32; 2]| -> &[f32] {
-            let (x, y) = (((p[0] * iw as f32) as usize).min(iw - 1), ((p[1] * ih as f32) as usize).min(ih - 1));
-            &self.image.pixels[(y * iw + x) * c..][..c]
-        };
-        let predicted = if request.mode == 1 {
-            vec![]
-        } else {
-            let points: Vec<f32> = inside.iter().flat_map(|&i| coords[i]).collect();
-            crate::render::evaluate_points(field, &points, 2, self.chunk, device)
-        };
-        let as_rgb = |v: &[f32]| -> [f32; 3] {
-            match v.len() {
-                1 | 2 => [v[0]; 3],
-                _ => [v[0], v[1], v[2]],
-            }
-        };
-        let mut rgb = vec![0.15f32; 3 * w * h];
-        for (k, &i) in inside.iter().enumerate() {
-            let truth = target(coords[i]);
-            let colour = match request.mode {
-                1 => as_rgb(truth),
-                2 => {
-                    let p = &predicted[k * c..(k + 1) * c];
-                    let error = p.iter().zip(truth).map(|(a, b)| (a - b).abs()).sum::<f32>() / c as f32;
-                    let e = (error * 5.0).clamp(0.0, 1.0);
-                    [(2.0 * e).min(1.0), (2.0 * e - 1.0).max(0.0), 0.0]
-                }
-                _ => as_rgb(&predicted[k * c..(k + 1) * c]),
-            };
-            rgb[3 * i..3 * i + 3].copy_from_slice(&colour.map(|v| v.clamp(0.0, 1.0)));
+        if inside.is_empty() {
+            return Ok(super::ViewPicture { width: w, height: h, rgb: Tensor::full([w * h, 3], OUTSIDE, device) });
         }
-        Ok(super::Picture { width: w, height: h, rgb })
+        // The target's nearest pixel under each view pixel inside the image.
+        let truth = || {
+            let values: Vec<f32> = inside
+                .iter()
+                .flat_map(|&i| {
+                    let p = coords[i];
+                    let (x, y) = (((p[0] * iw as f32) as usize).min(iw - 1), ((p[1] * ih as f32) as usize).min(ih - 1));
+                    self.image.pixels[(y * iw + x) * c..][..c].iter().copied()
+                })
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(values, [inside.len(), c]), device)
+        };
+        let predicted = || {
+            let points: Vec<f32> = inside.iter().flat_map(|&i| coords[i]).collect();
+            crate::render::evaluate_on_device(field, points, 2, self.chunk, device)
+        };
+        // Grey images show their one channel (and a grey-alpha image its grey) in all three.
+        let as_rgb = |v: Tensor<2>| if c < 3 { v.narrow(1, 0, 1).repeat_dim(1, 3) } else { v.narrow(1, 0, 3) };
+        let colours = match request.mode {
+            1 => as_rgb(truth()),
+            2 => {
+                let error = (predicted() - truth()).abs().mean_dim(1);
+                let e = (error * 5.0).clamp(0.0, 1.0);
+                Tensor::cat(vec![(e.clone() * 2.0).clamp_max(1.0), (e.clone() * 2.0 - 1.0).clamp_min(0.0), e.zeros_like()], 1)
+            }
+            _ => as_rgb(predicted()),
+        };
+        let rgb = crate::render::paint_rows(w * h, &inside, colours.clamp(0.0, 1.0), OUTSIDE, device);
+        Ok(super::ViewPicture { width: w, height: h, rgb })
     }
 
     /// The image field at any size (zoom out of the pixel grid it was trained on).
@@ -299,6 +296,9 @@ impl Task for ImageTask {
         image::save(&stem, width, height, self.image.channels, &pixels, self.image.format)
     }
 }
+
+/// The viewer's colour outside the image: dark grey.
+const OUTSIDE: f32 = 0.15;
 
 #[cfg(test)]
 mod tests {

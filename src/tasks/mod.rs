@@ -185,6 +185,15 @@ pub struct Picture {
     pub rgb: Vec<f32>,
 }
 
+/// A picture for the viewer, on the device the field is on: `[H * W, 3]` colours in [0, 1], rows
+/// top to bottom. On a wgpu device the window draws it straight from burn's buffer.
+#[derive(Debug, Clone)]
+pub struct ViewPicture {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Tensor<2>,
+}
+
 /// What `nfield mesh` asks of a task.
 #[derive(Debug, Clone)]
 pub struct MeshRequest {
@@ -257,7 +266,7 @@ pub trait Task: Send {
     /// What the viewer can show, by name (the first is the default).
     fn view_modes(&self) -> &'static [&'static str];
     /// One picture for the viewer.
-    fn view(&self, field: &Field, request: &ViewRequest, device: &Device) -> Result<Picture>;
+    fn view(&self, field: &Field, request: &ViewRequest, device: &Device) -> Result<ViewPicture>;
     /// Cameras worth jumping to in the viewer (a radiance field's training views).
     fn view_cameras(&self) -> Vec<Camera> {
         Vec::new()

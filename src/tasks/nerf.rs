@@ -698,11 +698,13 @@ impl Task for NerfTask {
         &["rgb", "depth", "opacity"]
     }
 
-    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+    /// The picture is composited on the host (the ray marcher is a host one) and then uploaded.
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::ViewPicture> {
         let camera = request.camera.clone().context("a radiance field is viewed through a camera")?;
         let mode = [RenderMode::Rgb, RenderMode::Depth, RenderMode::Opacity][request.mode.min(2)];
         let rendered = self.render_camera(field, &camera, [1.0; 3], device);
-        Ok(super::Picture { width: camera.width, height: camera.height, rgb: self.picture(&rendered, mode) })
+        let rgb = host_tensor(self.picture(&rendered, mode), 3, device);
+        Ok(super::ViewPicture { width: camera.width, height: camera.height, rgb })
     }
 
     fn view_cameras(&self) -> Vec<Camera> {

@@ -26,9 +26,10 @@ use crate::fields::kmeans::WeightedPoints;
 use crate::fields::{Field, FieldSpec, Outputs};
 use crate::fresh::Signal;
 use crate::metrics::{self, Occupancy};
+use crate::profile::read_floats;
 use crate::render::marching_cubes::{drop_small_pieces, marching_cubes};
 use crate::render::sphere_trace::{self, Camera, Shading};
-use crate::render::{RenderMode, evaluate_points, unused_dir, unused_stem};
+use crate::render::{RenderMode, evaluate_points, forward_in_chunks, unused_dir, unused_stem};
 
 /// `task.kind = "sdf"`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -179,6 +180,23 @@ pub fn field_distances(field: &Field, points: &[f32], chunk: usize, device: &Dev
     evaluate_points(field, &to_field_coords(points), 3, chunk, device)
 }
 
+/// The field's signed distances at box points on the device (`[M, 3]` to `[M, 1]`), `chunk`
+/// points per pass; nothing is read back.
+pub fn field_distances_on_device(field: &Field, points: Tensor<2>, chunk: usize) -> Tensor<2> {
+    forward_in_chunks(field, (points + 1.0) * 0.5, chunk)
+}
+
+/// The field's unit normals at box points (flat `[N, 3]`): its gradient by central differences
+/// `step` apart.
+fn field_normals(field: &Field, points: &[f32], step: f32, chunk: usize, device: &Device) -> Vec<[f32; 3]> {
+    if points.is_empty() {
+        return Vec::new();
+    }
+    let points = Tensor::<2>::from_data(TensorData::new(points.to_vec(), [points.len() / 3, 3]), device);
+    let normals = sphere_trace::normals_on_device(&|p| field_distances_on_device(field, p, chunk), points, step);
+    read_floats(normals).chunks_exact(3).map(|n| [n[0], n[1], n[2]]).collect()
+}
+
 /// Coordinates of grid index `i` of `resolution` points over `[-1, 1]` (corners aligned).
 fn grid_coord(i: usize, resolution: usize) -> f32 {
     -1.0 + 2.0 * i as f32 / (resolution - 1) as f32
@@ -217,7 +235,7 @@ fn normal_step(resolution: usize) -> f32 {
 /// from the field's gradient.
 pub fn surface_ply(field: &Field, surface: &Mesh, resolution: usize, normalisation: &Normalisation, chunk: usize, device: &Device) -> Vec<u8> {
     let points: Vec<f32> = surface.vertices.iter().flatten().copied().collect();
-    let normals = sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, chunk, device), &points, normal_step(resolution));
+    let normals = field_normals(field, &points, normal_step(resolution), chunk, device);
     let original = Mesh {
         vertices: surface.vertices.iter().map(|v| [0, 1, 2].map(|k| v[k] / normalisation.scale + normalisation.centre[k])).collect(),
         triangles: surface.triangles.clone(),
@@ -342,10 +360,8 @@ impl Task for SdfTask {
             // No zero level set inside the box: nothing to compare.
             metrics.extend(["chamfer_l1", "fscore", "normal_error_deg", "mesh_normal_error_deg"].map(|k| (k.to_string(), f64::NAN)));
         } else {
-            let mut field_normals = |points: &[f32]| {
-                sphere_trace::normals(&mut |p: &[f32]| field_distances(field, p, self.chunk, device), points, normal_step(self.resolution))
-            };
-            let s = metrics::surface_metrics(&surface, &self.mesh, self.surface_samples, self.fscore_threshold, Some(&mut field_normals));
+            let mut normals = |points: &[f32]| field_normals(field, points, normal_step(self.resolution), self.chunk, device);
+            let s = metrics::surface_metrics(&surface, &self.mesh, self.surface_samples, self.fscore_threshold, Some(&mut normals));
             metrics.push(("chamfer_l1".into(), s.chamfer_l1));
             metrics.push(("fscore".into(), s.fscore));
             metrics.push(("normal_error_deg".into(), s.normal_error_deg.unwrap_or(f64::NAN)));
@@ -395,7 +411,7 @@ impl Task for SdfTask {
             std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
             vec![unused_stem(out, &format!("{mode}-{width}x{height}"))]
         };
-        let mut sdf = |points: &[f32]| field_distances(field, points, self.chunk, device);
+        let sdf = |points: Tensor<2>| field_distances_on_device(field, points, self.chunk);
         let bar = indicatif::ProgressBar::new(frames as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("render [{elapsed_precise}] {wide_bar} {pos}/{len} frames ETA {eta}").expect("valid template"),
@@ -403,7 +419,7 @@ impl Task for SdfTask {
         let mut written = Vec::new();
         for (i, stem) in stems.iter().enumerate() {
             let camera = Camera::orbit(i, frames, 3.0, 20.0);
-            let pixels = sphere_trace::render(&mut sdf, &camera, width, height, shading);
+            let pixels = read_floats(sphere_trace::render(&sdf, &camera, width, height, shading, device));
             written.extend(image::save(stem, width, height, 3, &pixels, image::SampleFormat::U8)?);
             bar.inc(1);
         }
@@ -421,15 +437,15 @@ impl Task for SdfTask {
     }
 
     /// The field sphere-traced through the request's camera.
-    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::Picture> {
+    fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::ViewPicture> {
         let c = request.camera.as_ref().context("an SDF is viewed through a camera")?;
         let r = c.rotation();
         let column = |k: usize| [r[(0, k)], r[(1, k)], r[(2, k)]];
         let camera = Camera { eye: c.position(), forward: column(2).map(|v| -v), right: column(0), up: column(1), fov_y: c.fov_y().to_degrees() };
         let shading = [Shading::Lit, Shading::Normal, Shading::Depth][request.mode.min(2)];
-        let mut sdf = |points: &[f32]| field_distances(field, points, self.chunk, device);
-        let rgb = sphere_trace::render(&mut sdf, &camera, c.width, c.height, shading);
-        Ok(super::Picture { width: c.width, height: c.height, rgb })
+        let sdf = |points: Tensor<2>| field_distances_on_device(field, points, self.chunk);
+        let rgb = sphere_trace::render(&sdf, &camera, c.width, c.height, shading, device);
+        Ok(super::ViewPicture { width: c.width, height: c.height, rgb })
     }
 
     /// Marching cubes of the trained SDF, in the original mesh's units.

@@ -7,9 +7,11 @@
 //! the latest camera into a picture through the task (`Task::view`, so the viewer knows no task
 //! kind); the window shows the picture, the panels and the plots, and never waits for either.
 //! While the camera moves, pictures are rendered at a quarter of the resolution and refined when
-//! it stops. With a wgpu device the window and burn share it (one device, one queue); either
-//! way each picture reaches the window's texture through the host.
+//! it stops. With a wgpu device the window and burn share it (one device, one queue), and the
+//! window draws each picture straight from burn's buffer (`display.rs`); on the CPU a picture
+//! reaches the window's texture through the host.
 
+pub mod display;
 pub mod orbit;
 
 use std::path::PathBuf;
@@ -25,9 +27,11 @@ use eframe::egui;
 use crate::data::camera::Camera;
 use crate::device::SelectedDevice;
 use crate::fields::Field;
+use crate::profile::read_floats;
 use crate::run::RunDir;
-use crate::tasks::{MeshRequest, Picture, Task, TaskState, ViewRequest, Viewing};
+use crate::tasks::{MeshRequest, Picture, Task, TaskState, ViewPicture, ViewRequest, Viewing};
 use crate::train::{Observed, TrainObserver, TrainOutcome};
+use display::DevicePicture;
 use orbit::{Orbit, Window};
 
 /// How to open the window.
@@ -75,7 +79,7 @@ pub struct ViewerInput {
 /// How pictures reach the window, for the panel and the terminal.
 pub fn display_path(shared_device: bool) -> &'static str {
     if shared_device {
-        "one wgpu device for burn and the window; pictures pass through the host"
+        "one wgpu device for burn and the window, which draws each picture from burn's buffer (no copy through the host)"
     } else {
         "CPU fields; pictures copied from the host"
     }
@@ -140,6 +144,9 @@ pub fn run(input: ViewerInput, options: ViewerOptions) -> Result<ViewerEnd> {
             "nfield",
             native,
             Box::new(move |cc| {
+                if shared_device && let Some(render_state) = &cc.wgpu_render_state {
+                    display::install(render_state);
+                }
                 let app = App::new(cc.egui_ctx.clone(), input, options, shared_device, outcome, trainer_done, start_training, ends);
                 Ok(Box::new(app))
             }),
@@ -290,10 +297,34 @@ enum Job {
     Mesh,
 }
 
+/// A picture ready for the window.
+enum Shown {
+    /// In burn's wgpu memory, drawn from there.
+    Device(DevicePicture),
+    /// On the host, uploaded to a texture.
+    Host(Picture),
+}
+
+impl Shown {
+    /// Where `picture` can be shown from: burn's buffer when the window shares the device, else
+    /// the host; with the reason when a shared device's picture had to pass through the host.
+    fn of(picture: ViewPicture, shared_device: bool) -> (Self, Option<String>) {
+        let ViewPicture { width, height, rgb } = picture;
+        let mut why = None;
+        if shared_device {
+            match display::device_picture(rgb.clone(), width, height) {
+                Ok(picture) => return (Self::Device(picture), None),
+                Err(e) => why = Some(format!("this picture passed through the host ({e})")),
+            }
+        }
+        (Self::Host(Picture { width, height, rgb: read_floats(rgb) }), why)
+    }
+}
+
 /// What the render thread hands back.
 enum Done {
     Picture {
-        picture: Picture,
+        picture: Shown,
         id: u64,
         seconds: f64,
     },
@@ -318,6 +349,7 @@ fn render_loop(
     mut task: Box<dyn Task>,
     mut field: Field,
     device: burn::tensor::Device,
+    shared_device: bool,
     run_dir: PathBuf,
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
@@ -345,7 +377,13 @@ fn render_loop(
                 let picture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.view(&field, &request, &device)))
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("rendering this view failed on an internal error (a panic)")));
                 match picture {
-                    Ok(picture) => done.send(Done::Picture { picture, id, seconds: start.elapsed().as_secs_f64() }),
+                    Ok(picture) => {
+                        let (picture, why) = Shown::of(picture, shared_device);
+                        if let Some(why) = why {
+                            let _ = done.send(Done::Message(why));
+                        }
+                        done.send(Done::Picture { picture, id, seconds: start.elapsed().as_secs_f64() })
+                    }
                     Err(e) => done.send(Done::PictureFailed(format!("{e:#}"))),
                 }
             }
@@ -385,7 +423,11 @@ struct App {
     mode: usize,
     /// Full-resolution pictures at this share of the view's pixels.
     quality: f32,
+    /// The shown picture: a texture of host pixels, or burn's buffer.
     texture: Option<egui::TextureHandle>,
+    device_picture: Option<DevicePicture>,
+    /// Pictures drawn from burn's buffers.
+    drawn_on_device: usize,
     /// The request behind the shown picture, and what has been asked since.
     shown: Option<(ViewRequest, u64)>,
     asked: Option<(ViewRequest, u64)>,
@@ -489,7 +531,9 @@ impl App {
         let (done_sender, done_receiver) = mpsc::channel();
         {
             let (shared, ctx, run_dir, device) = (shared.clone(), ctx.clone(), run.path.clone(), device.device.clone());
-            std::thread::spawn(move || in_render_pool(move || render_loop(task, field, device, run_dir, shared, job_receiver, done_sender, ctx)));
+            std::thread::spawn(move || {
+                in_render_pool(move || render_loop(task, field, device, shared_device, run_dir, shared, job_receiver, done_sender, ctx))
+            });
         }
         Self {
             shared,
@@ -501,6 +545,8 @@ impl App {
             mode: 0,
             quality: 1.0,
             texture: None,
+            device_picture: None,
+            drawn_on_device: 0,
             shown: None,
             asked: None,
             next_id: 0,
@@ -565,10 +611,21 @@ impl App {
                     {
                         o.azimuth += std::f32::consts::TAU / self.options.frames.max(1) as f32;
                     }
-                    let image = colour_image(&picture);
-                    match &mut self.texture {
-                        Some(t) => t.set(image, egui::TextureOptions::NEAREST),
-                        None => self.texture = Some(ctx.load_texture("view", image, egui::TextureOptions::NEAREST)),
+                    // The last frame, which drew the old picture, is submitted by now: its
+                    // buffer can go back to burn.
+                    match picture {
+                        Shown::Device(picture) => {
+                            self.device_picture = Some(picture);
+                            self.drawn_on_device += 1;
+                        }
+                        Shown::Host(picture) => {
+                            self.device_picture = None;
+                            let image = colour_image(&picture);
+                            match &mut self.texture {
+                                Some(t) => t.set(image, egui::TextureOptions::NEAREST),
+                                None => self.texture = Some(ctx.load_texture("view", image, egui::TextureOptions::NEAREST)),
+                            }
+                        }
                     }
                     if self.asked.as_ref().is_some_and(|(_, a)| *a == id) {
                         self.shown = self.asked.take();
@@ -828,7 +885,9 @@ impl eframe::App for App {
                 self.last_render = Instant::now();
                 let _ = self.jobs.send(Job::Picture { request, id: self.next_id });
             }
-            if let Some(texture) = &self.texture {
+            if let Some(picture) = &self.device_picture {
+                ui.painter().add(display::paint(rect, picture));
+            } else if let Some(texture) = &self.texture {
                 ui.painter().image(texture.id(), rect, egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)), egui::Color32::WHITE);
             }
             if let View::Orbit(o) = &self.view {
@@ -892,10 +951,11 @@ impl App {
                 };
                 let (w, h) = (self.options.size.0, self.options.size.1);
                 *lock(&self.ends.report) = Some(format!(
-                    "{} pictures of {w}x{h} in {seconds:.2} s: {:.2} pictures/s (the last took {:.0} ms); saved {}",
+                    "{} pictures of {w}x{h} in {seconds:.2} s: {:.2} pictures/s (the last took {:.0} ms), {} drawn from burn's wgpu buffers; saved {}",
                     self.pictures,
                     self.pictures as f64 / seconds.max(1e-9),
                     self.render_seconds * 1000.0,
+                    self.drawn_on_device,
                     path.display()
                 ));
                 if let Err(e) = result {
