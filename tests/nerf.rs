@@ -71,6 +71,53 @@ fn the_embedded_scene_fits_renders_and_meshes() {
     assert_clean_mesh(&mesh_path);
     let ply = std::fs::read(&mesh_path).unwrap();
     assert!(String::from_utf8_lossy(&ply[..400]).contains("property uchar red"), "vertex colours");
+
+    viewer_pictures_show_the_training_view(&dir);
+}
+
+/// The viewer's pictures of a trained radiance field (composited on the device) from training
+/// view 0: its colours are the photo's, its opacity the photo's alpha, and its depth is black
+/// where nothing is and grey where the shapes are.
+fn viewer_pictures_show_the_training_view(dir: &Path) {
+    use nfield::config::Config;
+    use nfield::fields::Field;
+    use nfield::optim::Adam;
+    use nfield::profile::read_floats;
+    use nfield::run::RunDir;
+    use nfield::tasks::ViewRequest;
+
+    let device = burn::tensor::Device::flex();
+    let run = RunDir::open(dir).unwrap();
+    let mut config = Config::load(&run.config_path(), &[]).unwrap();
+    config.resolve();
+    let mut task = config.task.build(&config, &device).unwrap();
+    let field = Field::new(&config.model, &task.field_spec(), 0, &device).unwrap();
+    let (field, _, state) = run.load_checkpoint(field, &mut Adam::new(&config.train), &device).unwrap();
+    task.restore(&state).unwrap();
+    let camera = task.view_cameras()[0].clone();
+    let (w, h) = (camera.width, camera.height);
+    let picture = |mode: usize| {
+        let request = ViewRequest { width: w, height: h, mode, centre: [0.5; 2], span: 1.0, camera: Some(camera.clone()) };
+        let p = task.view(&field, &request, &device).unwrap();
+        assert_eq!((p.width, p.height), (w, h));
+        read_floats(p.rgb)
+    };
+    let photo = task.view_photo(0).unwrap().rgb;
+    let mse = picture(0).iter().zip(&photo).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / photo.len() as f32;
+    let psnr = -10.0 * mse.log10();
+    assert!(psnr > 22.0, "the viewer's picture of training view 0 is {psnr:.1} dB from its photo");
+    let alpha: Vec<f32> = image::open(repo().join("assets/scene/train/r_0.png")).unwrap().to_rgba8().pixels().map(|p| p[3] as f32 / 255.0).collect();
+    let opacity = picture(2);
+    let off = alpha.iter().enumerate().map(|(i, a)| (opacity[3 * i] - a).abs()).sum::<f32>() / alpha.len() as f32;
+    assert!(off < 0.1, "opacity is {off:.3} from the photo's alpha on average");
+    // A short run leaves a few floaters: most pixels, not all.
+    let depth = picture(1);
+    let share = |on: f32, right: &dyn Fn(f32) -> bool| {
+        let pixels: Vec<usize> = (0..alpha.len()).filter(|&i| alpha[i] == on).collect();
+        pixels.iter().filter(|&&i| right(depth[3 * i])).count() as f32 / pixels.len().max(1) as f32
+    };
+    let (empty, shapes) = (share(0.0, &|d| d < 0.05), share(1.0, &|d| d > 0.04));
+    assert!(empty > 0.9 && shapes > 0.9, "depth: {empty:.2} of the empty pixels black, {shapes:.2} of the shapes' grey");
 }
 
 /// A mesh is clean as ordinary tools see it: our own reader, and trimesh when it is installed.

@@ -280,7 +280,9 @@ impl Task for ImageTask {
             }
             _ => as_rgb(predicted()),
         };
-        let rgb = crate::render::paint_rows(w * h, &inside, colours.clamp(0.0, 1.0), OUTSIDE, device);
+        let colours = colours.clamp(0.0, 1.0);
+        // Zoomed in, every view pixel is inside the image: nothing to place.
+        let rgb = if inside.len() == w * h { colours } else { crate::render::paint_rows(w * h, &inside, colours, OUTSIDE, device) };
         Ok(super::ViewPicture { width: w, height: h, rgb })
     }
 

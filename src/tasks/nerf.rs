@@ -275,10 +275,11 @@ impl NerfTask {
         &self.scene.test[..n]
     }
 
-    /// Field outputs (density, RGB) at `samples`, `chunk` points per pass, on the host.
-    fn field_outputs(&self, field: &Field, samples: &RaySamples, dirs: &[f32], device: &Device) -> (Vec<f32>, Vec<f32>) {
-        let (mut density, mut rgb) = (Vec::with_capacity(samples.len()), Vec::with_capacity(3 * samples.len()));
+    /// Field outputs `[S, 4]` (density, RGB) at `samples`, on the device, about `chunk` points
+    /// per pass.
+    fn field_outputs_on_device(&self, field: &Field, samples: &RaySamples, dirs: &[f32], device: &Device) -> Tensor<2> {
         let ray_of = samples.ray_of_samples();
+        let mut parts = Vec::new();
         let mut start = 0;
         while start < samples.len() {
             // Whole rays per pass, so CAM's per-ray normalisation sees each ray at once.
@@ -289,14 +290,20 @@ impl NerfTask {
             let x = host_tensor(samples.positions[3 * start..3 * end].to_vec(), 3, device);
             let sample_dirs: Vec<f32> = ray_of[start..end].iter().flat_map(|&r| dirs[3 * r..3 * r + 3].iter().copied()).collect();
             let groups = segments(&ray_of[start..end], device);
-            let out = field.forward_prepared(&field.prepare_rays(x, &sample_dirs, Some(groups)));
-            let values: Vec<f32> = read_floats(out);
-            for row in values.chunks_exact(4) {
-                density.push(row[0]);
-                rgb.extend_from_slice(&row[1..4]);
-            }
+            parts.push(field.forward_prepared(&field.prepare_rays(x, &sample_dirs, Some(groups))));
             start = end;
         }
+        Tensor::cat(parts, 0)
+    }
+
+    /// Field outputs (density, RGB) at `samples`, on the host.
+    fn field_outputs(&self, field: &Field, samples: &RaySamples, dirs: &[f32], device: &Device) -> (Vec<f32>, Vec<f32>) {
+        if samples.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let values = read_floats(self.field_outputs_on_device(field, samples, dirs, device));
+        let density = values.chunks_exact(4).map(|row| row[0]).collect();
+        let rgb = values.chunks_exact(4).flat_map(|row| row[1..4].iter().copied()).collect();
         (density, rgb)
     }
 
@@ -305,11 +312,9 @@ impl NerfTask {
         let (origins, dirs) = camera.pixel_rays();
         let rays = origins.len() / 3;
         let mut picture = Rendered { rgb: Vec::with_capacity(3 * rays), opacity: Vec::with_capacity(rays), depth: Vec::with_capacity(rays) };
-        // Rays per pass: a few thousand keep the marched samples near `chunk` in open scenes.
-        let per_pass = 4096;
         let mut start = 0;
         while start < rays {
-            let end = (start + per_pass).min(rays);
+            let end = (start + RAYS_PER_PASS).min(rays);
             let (o, d) = (&origins[3 * start..3 * end], &dirs[3 * start..3 * end]);
             let samples = self.marcher.march(o, d, &self.grid, None);
             let (density, rgb) = self.field_outputs(field, &samples, d, device);
@@ -320,6 +325,30 @@ impl NerfTask {
             start = end;
         }
         picture
+    }
+
+    /// `camera`'s rays composited over white on the device, with no read back: the host marches
+    /// the rays through the occupancy grid and uploads the samples. Rays are not stopped once
+    /// opaque, so a pixel may differ from `render_camera`'s by the last 1e-4 of transmittance.
+    fn render_camera_on_device(&self, field: &Field, camera: &Camera, device: &Device) -> Composited<Tensor<2>> {
+        let (origins, dirs) = camera.pixel_rays();
+        let rays = origins.len() / 3;
+        let mut parts = Vec::new();
+        for start in (0..rays).step_by(RAYS_PER_PASS) {
+            let end = (start + RAYS_PER_PASS).min(rays);
+            let (o, d) = (&origins[3 * start..3 * end], &dirs[3 * start..3 * end]);
+            let samples = self.marcher.march(o, d, &self.grid, None);
+            let white = Tensor::<2>::ones([end - start, 3], device);
+            parts.push(if samples.is_empty() {
+                let nothing = Tensor::<2>::zeros([end - start, 1], device);
+                Composited { rgb: white, opacity: nothing.clone(), depth: nothing }
+            } else {
+                let out = self.field_outputs_on_device(field, &samples, d, device);
+                composite(out.clone().narrow(1, 0, 1), out.narrow(1, 1, 3), &samples, white)
+            });
+        }
+        let cat = |pick: fn(&Composited<Tensor<2>>) -> Tensor<2>| Tensor::cat(parts.iter().map(pick).collect(), 0);
+        Composited { rgb: cat(|p| p.rgb.clone()), opacity: cat(|p| p.opacity.clone()), depth: cat(|p| p.depth.clone()) }
     }
 
     /// A view's pixels composited over `background`, as floats `[H, W, 3]`.
@@ -348,25 +377,32 @@ impl NerfTask {
         (centre, radius)
     }
 
-    /// The colours a render mode shows. Depth as the SDF pictures show it: near bright, far dark,
-    /// nothing black; the scene box spans the grey range from the mean camera distance.
-    fn picture(&self, p: &Rendered, mode: RenderMode) -> Vec<f32> {
+    /// The colours `[R, 3]` a render mode shows, on the device. Depth as the SDF pictures show
+    /// it: near bright, far dark, nothing black; the scene box spans the grey range from the mean
+    /// camera distance.
+    fn picture_on_device(&self, p: Composited<Tensor<2>>, mode: RenderMode) -> Tensor<2> {
         let (_, radius) = self.orbit_centre_and_radius();
         let (lo, hi) = self.scene.bounds;
         let half = 0.5 * (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
         match mode {
-            RenderMode::Depth => p
-                .depth
-                .iter()
-                .zip(&p.opacity)
-                .flat_map(|(&d, &a)| {
-                    let t = if a > 1e-3 { d / a } else { f32::INFINITY };
-                    [a * (1.0 - (t - (radius - half)) / (2.0 * half)).clamp(0.05, 1.0); 3]
-                })
-                .collect(),
-            RenderMode::Opacity => grey(&p.opacity, 1.0),
-            _ => p.rgb.clone(),
+            RenderMode::Depth => {
+                let seen = p.opacity.clone().greater_elem(1e-3);
+                let t = p.depth / p.opacity.clone().clamp_min(1e-3);
+                let shade = ((t - (radius - half)) / (2.0 * half)).neg() + 1.0;
+                let shade = shade.clamp(0.05, 1.0).mask_fill(seen.bool_not(), 0.05);
+                (p.opacity * shade).repeat_dim(1, 3)
+            }
+            RenderMode::Opacity => p.opacity.repeat_dim(1, 3),
+            _ => p.rgb,
         }
+    }
+
+    /// The colours a render mode shows, on the host (the same arithmetic on burn-flex).
+    fn picture(&self, p: &Rendered, mode: RenderMode) -> Vec<f32> {
+        let device = Device::flex();
+        let column = |values: &[f32], width: usize| host_tensor(values.to_vec(), width, &device);
+        let rendered = Composited { rgb: column(&p.rgb, 3), opacity: column(&p.opacity, 1), depth: column(&p.depth, 1) };
+        read_floats(self.picture_on_device(rendered, mode))
     }
 
     /// The camera of a turntable frame, with the test cameras' field of view at `width x height`.
@@ -378,6 +414,10 @@ impl NerfTask {
     }
 }
 
+/// Rays per pass of a picture: a few thousand keep the marched samples near `chunk` in open
+/// scenes.
+const RAYS_PER_PASS: usize = 4096;
+
 /// CAM's ray groups for samples whose rays are `ray_of` (sorted).
 fn segments(ray_of: &[usize], device: &Device) -> RayGroups {
     let first = ray_of.first().copied().unwrap_or(0);
@@ -387,11 +427,6 @@ fn segments(ray_of: &[usize], device: &Device) -> RayGroups {
     local.iter().for_each(|&r| points[r as usize] += 1);
     let n = local.len();
     RayGroups::Segments { ray: Tensor::<1, Int>::from_data(TensorData::new(local, [n]), device), points }
-}
-
-/// Flat `[H, W, 3]` colours with one value per pixel repeated (depth and opacity pictures).
-fn grey(values: &[f32], scale: f32) -> Vec<f32> {
-    values.iter().flat_map(|&v| [v * scale; 3]).collect()
 }
 
 impl Task for NerfTask {
@@ -698,12 +733,10 @@ impl Task for NerfTask {
         &["rgb", "depth", "opacity"]
     }
 
-    /// The picture is composited on the host (the ray marcher is a host one) and then uploaded.
     fn view(&self, field: &Field, request: &super::ViewRequest, device: &Device) -> Result<super::ViewPicture> {
         let camera = request.camera.clone().context("a radiance field is viewed through a camera")?;
         let mode = [RenderMode::Rgb, RenderMode::Depth, RenderMode::Opacity][request.mode.min(2)];
-        let rendered = self.render_camera(field, &camera, [1.0; 3], device);
-        let rgb = host_tensor(self.picture(&rendered, mode), 3, device);
+        let rgb = self.picture_on_device(self.render_camera_on_device(field, &camera, device), mode);
         Ok(super::ViewPicture { width: camera.width, height: camera.height, rgb })
     }
 
