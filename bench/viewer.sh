@@ -47,6 +47,7 @@ train_run sdf configs/sdf/default.toml
     || { echo "failed: training with the window (see $OUT/window.log)" >&2; exit 1; }
   headless=$(num "$OUT/headless" steps_per_second)
   window=$(num "$OUT/window" steps_per_second)
-  echo "Training configs/default.toml for $STEPS steps: $headless steps/s headless, $window steps/s with the window open ($(awk -v a="$headless" -v b="$window" 'BEGIN { printf "%.1f", 100 * (1 - b / a) }') % fewer)."
+  change=$(awk -v a="$headless" -v b="$window" 'BEGIN { d = 100 * (1 - b / a); if (d >= 0) printf "%.1f %% fewer", d; else printf "%.1f %% more", -d }')
+  echo "Training configs/default.toml for $STEPS steps: $headless steps/s headless, $window steps/s with the window open ($change)."
 } > "$OUT/table.md"
 mv "$OUT/table.md" "bench/viewer-$DEVICE.md" && cat "bench/viewer-$DEVICE.md"

@@ -91,7 +91,7 @@ pub enum Shading {
 pub type DeviceSdf<'a> = dyn Fn(Tensor<2>) -> Tensor<2> + 'a;
 
 /// The rays that hit, from `trace`: their pixels (row-major), and on the device their distances
-/// along the ray `[H, 1]` and unit directions `[H, 3]`.
+/// along the ray `[K, 1]` and unit directions `[K, 3]`, K rays in all.
 pub struct Hits {
     pub pixels: Vec<usize>,
     pub t: Tensor<2>,
@@ -163,10 +163,10 @@ pub fn trace(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, step
     Hits { pixels: hit_pixels, t: stack(hit_t, 1), dirs: stack(hit_dirs, 3) }
 }
 
-/// Normals of `sdf` at points on the device `[H, 3]` (unit gradients by central differences
+/// Normals of `sdf` at points on the device `[K, 3]` (unit gradients by central differences
 /// `step` apart along each axis): one batch of the six probes of every point.
 pub fn normals_on_device(sdf: &DeviceSdf, points: Tensor<2>, step: f32) -> Tensor<2> {
-    let [h, _] = points.dims();
+    let [k, _] = points.dims();
     let device = points.device();
     let probes: Vec<Tensor<2>> = (0..3)
         .flat_map(|k| [step, -step].map(|s| (k, s)))
@@ -177,8 +177,8 @@ pub fn normals_on_device(sdf: &DeviceSdf, points: Tensor<2>, step: f32) -> Tenso
         })
         .collect();
     let d = sdf(Tensor::cat(probes, 0));
-    let probe = |j: usize| d.clone().narrow(0, j * h, h);
-    let gradient = Tensor::cat((0..3).map(|k| probe(2 * k) - probe(2 * k + 1)).collect(), 1);
+    let probe = |j: usize| d.clone().narrow(0, j * k, k);
+    let gradient = Tensor::cat((0..3).map(|axis| probe(2 * axis) - probe(2 * axis + 1)).collect(), 1);
     let length = gradient.clone().square().sum_dim(1).sqrt().clamp_min(1e-20);
     gradient / length
 }

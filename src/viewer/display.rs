@@ -4,6 +4,7 @@
 //! and burn share one wgpu device and queue (`viewer::run`).
 
 use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::{DType, Tensor};
 use burn_cubecl::CubeBackend;
@@ -18,11 +19,16 @@ const SHADER: &str = include_str!("../../shaders/picture.wgsl");
 pub struct DevicePicture {
     pub width: usize,
     pub height: usize,
+    memory: Arc<PictureMemory>,
+}
+
+/// Where a picture lies, and burn's hold on that memory: while it lives, the memory is neither
+/// reused nor moved. The window and each paint callback that draws the picture share it.
+struct PictureMemory {
     buffer: wgpu::Buffer,
+    /// In bytes, from the buffer's start.
     offset: u64,
-    size: u64,
-    /// burn's hold on the allocation: while it lives, the memory is neither reused nor moved.
-    _allocation: Box<dyn Any + Send>,
+    _held: Mutex<Box<dyn Any + Send>>,
 }
 
 /// The picture `rgb` (`[H * W, 3]` on a wgpu device) as the buffer burn keeps it in, with every
@@ -35,21 +41,16 @@ pub fn device_picture(rgb: Tensor<2>, width: usize, height: usize) -> Result<Dev
     if tensor.dtype != DType::F32 {
         return Err(format!("the picture is {:?}, not f32", tensor.dtype));
     }
+    if tensor.meta.shape().as_slice() != [width * height, 3] {
+        return Err(format!("the picture's shape is {:?}, not [{}, 3]", tensor.meta.shape(), width * height));
+    }
     let managed = tensor.client.get_resource::<WgpuServer<AutoCompiler>>(tensor.handle.clone()).map_err(|e| format!("not a wgpu buffer: {e}"))?;
     // `get_resource` only records the work that writes the buffer; submit it before the window's
     // frame, on the stream that recorded it.
     tensor.handle.stream.executes(|| tensor.client.flush()).map_err(|e| format!("{e}"))?;
-    let resource = managed.resource();
-    let (buffer, offset, size) = (resource.buffer.clone(), resource.offset, resource.size);
-    if size < (width * height * 3 * 4) as u64 {
-        return Err(format!("the buffer holds {size} bytes, not a {width}x{height} picture"));
-    }
-    // wgpu binds storage at offsets of its alignment (256 bytes at most); burn's own tensors start
-    // there, a view into the middle of one may not.
-    if offset % 256 != 0 {
-        return Err(format!("the picture starts at byte {offset} of its buffer, which wgpu cannot bind"));
-    }
-    Ok(DevicePicture { width, height, buffer, offset, size, _allocation: Box::new((managed, tensor)) })
+    let (buffer, offset) = (managed.resource().buffer.clone(), managed.resource().offset);
+    let memory = PictureMemory { buffer, offset, _held: Mutex::new(Box::new((managed, tensor))) };
+    Ok(DevicePicture { width, height, memory: Arc::new(memory) })
 }
 
 /// The pipeline, made once per window.
@@ -59,7 +60,8 @@ struct PicturePipeline {
     srgb_target: bool,
 }
 
-/// Make the picture pipeline for the window's framebuffer format.
+/// Make the picture pipeline for the window's framebuffer format (eframe's, which has neither
+/// multisampling nor a depth buffer).
 pub fn install(render_state: &RenderState) {
     let device = &render_state.device;
     let module =
@@ -106,23 +108,9 @@ pub fn install(render_state: &RenderState) {
 
 /// Draws a `DevicePicture` over a paint callback's rectangle.
 pub struct PictureCallback {
-    buffer: wgpu::Buffer,
-    offset: u64,
-    size: u64,
+    memory: Arc<PictureMemory>,
     width: u32,
     height: u32,
-}
-
-impl PictureCallback {
-    pub fn new(picture: &DevicePicture) -> Self {
-        Self {
-            buffer: picture.buffer.clone(),
-            offset: picture.offset,
-            size: picture.size,
-            width: picture.width as u32,
-            height: picture.height as u32,
-        }
-    }
 }
 
 /// The bind group of the frame being drawn.
@@ -144,10 +132,15 @@ impl CallbackTrait for PictureCallback {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let words = [self.width, self.height, pipeline.srgb_target as u32, 0];
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        queue.write_buffer(&uniform, 0, &bytes);
-        let colours = wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset, size: wgpu::BufferSize::new(self.size.next_multiple_of(4)) };
+        // Storage binds at multiples of the device's alignment; the picture may start between
+        // two, so the binding starts at the one before and the shader skips the floats between.
+        let offset = self.memory.offset;
+        let start = offset - offset % u64::from(device.limits().min_storage_buffer_offset_alignment).max(4);
+        let bytes = (offset - start) + u64::from(self.width) * u64::from(self.height) * 12;
+        let words = [self.width, self.height, pipeline.srgb_target as u32, ((offset - start) / 4) as u32];
+        let words: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        queue.write_buffer(&uniform, 0, &words);
+        let colours = wgpu::BufferBinding { buffer: &self.memory.buffer, offset: start, size: wgpu::BufferSize::new(bytes) };
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("nfield picture"),
             layout: &pipeline.layout,
@@ -170,5 +163,6 @@ impl CallbackTrait for PictureCallback {
 
 /// The paint callback that draws `picture` over `rect`.
 pub fn paint(rect: egui::Rect, picture: &DevicePicture) -> egui::PaintCallback {
-    egui_wgpu::Callback::new_paint_callback(rect, PictureCallback::new(picture))
+    let callback = PictureCallback { memory: picture.memory.clone(), width: picture.width as u32, height: picture.height as u32 };
+    egui_wgpu::Callback::new_paint_callback(rect, callback)
 }

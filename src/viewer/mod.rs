@@ -144,10 +144,9 @@ pub fn run(input: ViewerInput, options: ViewerOptions) -> Result<ViewerEnd> {
             "nfield",
             native,
             Box::new(move |cc| {
-                if shared_device && let Some(render_state) = &cc.wgpu_render_state {
-                    display::install(render_state);
-                }
-                let app = App::new(cc.egui_ctx.clone(), input, options, shared_device, outcome, trainer_done, start_training, ends);
+                // Pictures stay in burn's buffers when the window can draw them from there.
+                let device_pictures = shared_device && cc.wgpu_render_state.as_ref().map(display::install).is_some();
+                let app = App::new(cc.egui_ctx.clone(), input, options, shared_device, device_pictures, outcome, trainer_done, start_training, ends);
                 Ok(Box::new(app))
             }),
         )
@@ -306,12 +305,12 @@ enum Shown {
 }
 
 impl Shown {
-    /// Where `picture` can be shown from: burn's buffer when the window shares the device, else
-    /// the host; with the reason when a shared device's picture had to pass through the host.
-    fn of(picture: ViewPicture, shared_device: bool) -> (Self, Option<String>) {
+    /// Where `picture` can be shown from: burn's buffer when the window draws from there, else
+    /// the host; with the reason when such a picture had to pass through the host.
+    fn of(picture: ViewPicture, device_pictures: bool) -> (Self, Option<String>) {
         let ViewPicture { width, height, rgb } = picture;
         let mut why = None;
-        if shared_device {
+        if device_pictures {
             match display::device_picture(rgb.clone(), width, height) {
                 Ok(picture) => return (Self::Device(picture), None),
                 Err(e) => why = Some(format!("this picture passed through the host ({e})")),
@@ -331,6 +330,8 @@ enum Done {
     Photo(usize, Picture),
     /// The asked picture could not be rendered.
     PictureFailed(String),
+    /// Something to show in the panel that ends nothing (not even a `--screenshot` run).
+    Note(String),
     Message(String),
 }
 
@@ -349,7 +350,7 @@ fn render_loop(
     mut task: Box<dyn Task>,
     mut field: Field,
     device: burn::tensor::Device,
-    shared_device: bool,
+    device_pictures: bool,
     run_dir: PathBuf,
     shared: Arc<Shared>,
     jobs: mpsc::Receiver<Job>,
@@ -357,6 +358,7 @@ fn render_loop(
     ctx: egui::Context,
 ) {
     let mut version = 0;
+    let mut noted_host_path = false;
     // The window asks for one picture at a time, so there is no backlog to skip.
     while let Ok(job) = jobs.recv() {
         let now = shared.version.load(Ordering::SeqCst);
@@ -373,14 +375,17 @@ fn render_loop(
         let sent = match job {
             Job::Picture { request, id } => {
                 let start = Instant::now();
-                // A panic while rendering is a failed picture, not a window waiting forever.
-                let picture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.view(&field, &request, &device)))
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("rendering this view failed on an internal error (a panic)")));
+                // A panic while rendering is a failed picture, not a window waiting forever. With
+                // fusion most of the work runs when the picture is resolved, so that is inside too.
+                let picture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    task.view(&field, &request, &device).map(|picture| Shown::of(picture, device_pictures))
+                }))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("rendering this view failed on an internal error (a panic)")));
                 match picture {
-                    Ok(picture) => {
-                        let (picture, why) = Shown::of(picture, shared_device);
-                        if let Some(why) = why {
-                            let _ = done.send(Done::Message(why));
+                    Ok((picture, why)) => {
+                        if let Some(why) = why.filter(|_| !noted_host_path) {
+                            noted_host_path = true;
+                            let _ = done.send(Done::Note(why));
                         }
                         done.send(Done::Picture { picture, id, seconds: start.elapsed().as_secs_f64() })
                     }
@@ -426,7 +431,7 @@ struct App {
     /// The shown picture: a texture of host pixels, or burn's buffer.
     texture: Option<egui::TextureHandle>,
     device_picture: Option<DevicePicture>,
-    /// Pictures drawn from burn's buffers.
+    /// Pictures that came as burn's buffers (and were drawn from there).
     drawn_on_device: usize,
     /// The request behind the shown picture, and what has been asked since.
     shown: Option<(ViewRequest, u64)>,
@@ -468,6 +473,7 @@ impl App {
         input: ViewerInput,
         options: ViewerOptions,
         shared_device: bool,
+        device_pictures: bool,
         outcome: Arc<Mutex<Option<Result<TrainOutcome>>>>,
         trainer_done: Arc<AtomicBool>,
         start_training: mpsc::Sender<Box<dyn FnOnce() + Send>>,
@@ -532,7 +538,7 @@ impl App {
         {
             let (shared, ctx, run_dir, device) = (shared.clone(), ctx.clone(), run.path.clone(), device.device.clone());
             std::thread::spawn(move || {
-                in_render_pool(move || render_loop(task, field, device, shared_device, run_dir, shared, job_receiver, done_sender, ctx))
+                in_render_pool(move || render_loop(task, field, device, device_pictures, run_dir, shared, job_receiver, done_sender, ctx))
             });
         }
         Self {
@@ -647,6 +653,7 @@ impl App {
                     }
                     self.message = m;
                 }
+                Done::Note(m) => self.message = m,
                 Done::Message(m) => {
                     if self.benchmarking() {
                         *lock(&self.ends.failure) = Some(m.clone());
