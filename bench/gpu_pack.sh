@@ -6,11 +6,10 @@
 #
 #   bench/gpu_pack.sh            # then carry .gpu (see bench/gpu_session.sh)
 #
-# Everything lands in .gpu/, which git ignores through .git/info/exclude.
+# Everything lands in .gpu/ (git-ignored).
 source "$(dirname "$0")/common.sh"
 NATURAL="${NATURAL:-../shared/data/images/fourier-features-div2k-test}"
 PACK=.gpu
-grep -qx '/.gpu/' .git/info/exclude 2> /dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf "$PACK" && mkdir -p "$PACK/debs" "$PACK/images"
 build_bin
 xz -T0 -3 -c "$BIN" > "$PACK/nfield.xz"
