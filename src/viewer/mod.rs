@@ -617,8 +617,8 @@ impl App {
                     {
                         o.azimuth += std::f32::consts::TAU / self.options.frames.max(1) as f32;
                     }
-                    // The last frame, which drew the old picture, is submitted by now: its
-                    // buffer can go back to burn.
+                    // The old picture's memory goes back to burn once no frame's paint
+                    // callback holds it any more (`display.rs`).
                     match picture {
                         Shown::Device(picture) => {
                             self.device_picture = Some(picture);
