@@ -82,9 +82,14 @@ pub fn forward_in_chunks(field: &Field, x: Tensor<2>, chunk: usize) -> Tensor<2>
     Tensor::cat((0..n).step_by(chunk.max(1)).map(|s| field.forward(x.clone().narrow(0, s, chunk.min(n - s)))).collect(), 0)
 }
 
+/// Row numbers as an index tensor on `device`, for `select` and `select_assign`.
+pub fn row_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(rows.iter().map(|&r| r as i32).collect::<Vec<_>>(), [rows.len()]), device)
+}
+
 /// A picture `[n, 3]` on the device: `colours` (`[rows, 3]`) at `rows`, `background` elsewhere.
 pub fn paint_rows(n: usize, rows: &[usize], colours: Tensor<2>, background: f32, device: &Device) -> Tensor<2> {
-    let index = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| r as i32).collect::<Vec<_>>(), [rows.len()]), device);
+    let index = row_index(rows, device);
     let painted = Tensor::<2>::zeros([n, 1], device).select_assign(0, index.clone(), Tensor::ones([rows.len(), 1], device), IndexingUpdateOp::Add);
     Tensor::<2>::zeros([n, 3], device).select_assign(0, index, colours, IndexingUpdateOp::Add) + (painted.neg() + 1.0) * background
 }

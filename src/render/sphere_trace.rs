@@ -7,7 +7,7 @@
 //! are the field's gradient by central differences; shading is a headlight Lambert term plus
 //! ambient.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::profile::read_floats;
 
@@ -87,6 +87,11 @@ pub enum Shading {
     Normal,
 }
 
+/// A vector as a `[1, 3]` row on the device, to broadcast over points.
+fn row(v: V3, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v.to_vec(), [1, 3]), device)
+}
+
 /// Signed distances of points on the device: `[M, 3]` box points to `[M, 1]` distances.
 pub type DeviceSdf<'a> = dyn Fn(Tensor<2>) -> Tensor<2> + 'a;
 
@@ -123,7 +128,7 @@ pub fn trace(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, step
         }
     }
     let column = |values: Vec<f32>, width: usize| Tensor::<2>::from_data(TensorData::new(values, [pixels.len(), width]), device);
-    let eye = Tensor::<2>::from_data(TensorData::new(camera.eye.to_vec(), [1, 3]), device);
+    let eye = row(camera.eye, device);
     let (mut dirs, mut t, mut far) = (column(dirs, 3), column(t, 1), column(far, 1));
     let mut marching = pixels;
     let (mut hit_pixels, mut hit_t, mut hit_dirs) = (Vec::new(), Vec::new(), Vec::new());
@@ -143,18 +148,16 @@ pub fn trace(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, step
         }
         let status = read_floats(status);
         let rows_where = |code: f32| -> Vec<usize> { (0..status.len()).filter(|&r| status[r] == code).collect() };
-        let rows =
-            |list: &[usize]| Tensor::<1, Int>::from_data(TensorData::new(list.iter().map(|&r| r as i32).collect::<Vec<_>>(), [list.len()]), device);
         let hits = rows_where(1.0);
         if !hits.is_empty() {
-            let index = rows(&hits);
+            let index = super::row_index(&hits, device);
             hit_pixels.extend(hits.iter().map(|&r| marching[r]));
             hit_t.push(t.clone().select(0, index.clone()));
             hit_dirs.push(dirs.clone().select(0, index));
         }
         let going = rows_where(0.0);
         if going.len() < marching.len() && !going.is_empty() {
-            let index = rows(&going);
+            let index = super::row_index(&going, device);
             (dirs, t, far) = (dirs.select(0, index.clone()), t.select(0, index.clone()), far.select(0, index));
         }
         marching = going.iter().map(|&r| marching[r]).collect();
@@ -173,7 +176,7 @@ pub fn normals_on_device(sdf: &DeviceSdf, points: Tensor<2>, step: f32) -> Tenso
         .map(|(k, s)| {
             let mut offset = [0.0f32; 3];
             offset[k] = s;
-            points.clone() + Tensor::<2>::from_data(TensorData::new(offset.to_vec(), [1, 3]), &device)
+            points.clone() + row(offset, &device)
         })
         .collect();
     let d = sdf(Tensor::cat(probes, 0));
@@ -198,15 +201,13 @@ pub fn render(sdf: &DeviceSdf, camera: &Camera, width: usize, height: usize, sha
             ((hits.t - near) / span * -0.8 + 1.0).repeat_dim(1, 3)
         }
         Shading::Lit | Shading::Normal => {
-            let eye = Tensor::<2>::from_data(TensorData::new(camera.eye.to_vec(), [1, 3]), device);
-            let points = eye + hits.t * hits.dirs.clone();
+            let points = row(camera.eye, device) + hits.t * hits.dirs.clone();
             let normals = normals_on_device(sdf, points, NORMAL_STEP);
             if shading == Shading::Normal {
                 normals * 0.5 + 0.5
             } else {
                 let lambert = (normals * hits.dirs).sum_dim(1).neg().clamp_min(0.0);
-                let albedo = Tensor::<2>::from_data(TensorData::new(CLAY.to_vec(), [1, 3]), device);
-                albedo * (lambert * 0.8 + 0.2)
+                row(CLAY, device) * (lambert * 0.8 + 0.2)
             }
         }
     };
